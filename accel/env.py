@@ -1,0 +1,162 @@
+"""The environment contract: every environment variable accel reads or writes.
+
+No other module touches ``os.environ`` (a ruff rule enforces it). Readers take an optional
+mapping so that callers and tests can resolve against any environment, not only the process's.
+
+Variables accel reads (set by torch's elastic launcher, schedulers, or the user):
+
+========================================  =================================================
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``  process coordinates (torchrun / explicit)
+``LOCAL_WORLD_SIZE``, ``GROUP_RANK``      processes on this node / node index (torchrun)
+``MASTER_ADDR``, ``MASTER_PORT``          rendezvous address of the process group
+``TORCHELASTIC_RUN_ID``                   present under torch's elastic launcher
+``TORCHELASTIC_RESTART_COUNT``            > 0 after a worker-group restart (auto-resume)
+``SLURM_PROCID``, ``SLURM_NTASKS`` …      SLURM tasks (srun)
+``OMPI_COMM_WORLD_*``, ``PMI_*``          MPI launchers (OpenMPI, MPICH/Intel MPI)
+``ACCEL_*``                               accel's own settings, listed in :data:`ACCEL_VARIABLES`
+========================================  =================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+
+from accel.exceptions import ConfigError
+
+# torch elastic / explicit world
+RANK = "RANK"
+WORLD_SIZE = "WORLD_SIZE"
+LOCAL_RANK = "LOCAL_RANK"
+LOCAL_WORLD_SIZE = "LOCAL_WORLD_SIZE"
+GROUP_RANK = "GROUP_RANK"
+MASTER_ADDR = "MASTER_ADDR"
+MASTER_PORT = "MASTER_PORT"
+TORCHELASTIC_RUN_ID = "TORCHELASTIC_RUN_ID"
+TORCHELASTIC_RESTART_COUNT = "TORCHELASTIC_RESTART_COUNT"
+TORCHELASTIC_MAX_RESTARTS = "TORCHELASTIC_MAX_RESTARTS"
+# SLURM
+SLURM_PROCID = "SLURM_PROCID"
+SLURM_NTASKS = "SLURM_NTASKS"
+SLURM_LOCALID = "SLURM_LOCALID"
+SLURM_NODEID = "SLURM_NODEID"
+SLURM_JOB_ID = "SLURM_JOB_ID"
+SLURM_LAUNCH_NODE_IPADDR = "SLURM_LAUNCH_NODE_IPADDR"
+# MPI
+OMPI_RANK = "OMPI_COMM_WORLD_RANK"
+OMPI_SIZE = "OMPI_COMM_WORLD_SIZE"
+OMPI_LOCAL_RANK = "OMPI_COMM_WORLD_LOCAL_RANK"
+PMI_RANK = "PMI_RANK"
+PMI_SIZE = "PMI_SIZE"
+MPI_LOCALRANKID = "MPI_LOCALRANKID"
+# Kubeflow PyTorchJob (PET_* are torchrun settings injected by the training operator)
+PET_NPROC_PER_NODE = "PET_NPROC_PER_NODE"
+PET_NNODES = "PET_NNODES"
+KUBEFLOW_JOB = "PET_MASTER_ADDR"
+# other
+XDG_CONFIG_HOME = "XDG_CONFIG_HOME"
+CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
+SHUTDOWN_TIMEOUT = "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"
+
+# accel's own settings
+CONFIG_FILE = "ACCEL_CONFIG_FILE"
+CONFIG_SOURCE = "ACCEL_CONFIG_SOURCE"
+MIXED_PRECISION = "ACCEL_MIXED_PRECISION"
+GRADIENT_ACCUMULATION_STEPS = "ACCEL_GRADIENT_ACCUMULATION_STEPS"
+USE_CPU = "ACCEL_USE_CPU"
+STRATEGY = "ACCEL_STRATEGY"
+CLUSTER = "ACCEL_CLUSTER"
+REQUESTED_WORLD_SIZE = "ACCEL_REQUESTED_WORLD_SIZE"
+AUTO_RESUME = "ACCEL_AUTO_RESUME"
+PROJECT_DIR = "ACCEL_PROJECT_DIR"
+SEED = "ACCEL_SEED"
+PROCESS_GROUP_TIMEOUT = "ACCEL_PROCESS_GROUP_TIMEOUT"
+
+ACCEL_VARIABLES: dict[str, str] = {
+    CONFIG_FILE: "path of the config file to use (beats the user and system files)",
+    CONFIG_SOURCE: "set by `accel launch`: the config file the launch resolved (informational)",
+    MIXED_PRECISION: "no | bf16 | fp16",
+    GRADIENT_ACCUMULATION_STEPS: "micro-batches per optimizer step (integer >= 1)",
+    USE_CPU: "1 forces the CPU even when a GPU is present",
+    STRATEGY: "ddp | fsdp (world size > 1)",
+    CLUSTER: "force the process-discovery source: auto | torchrun | env | slurm | mpi | single",
+    REQUESTED_WORLD_SIZE: "set by `accel launch`: world size each rank must see",
+    AUTO_RESUME: "0 disables loading the latest checkpoint after an elastic restart",
+    PROJECT_DIR: "default project directory for checkpoints and trackers",
+    SEED: "seed applied by the launcher's workers before the script (optional)",
+    PROCESS_GROUP_TIMEOUT: "seconds a collective may wait before failing (default 1800)",
+}
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "n", ""})
+
+
+def _source(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def get(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Return the variable's value, or None when unset."""
+    return _source(environ).get(name)
+
+
+def is_set(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """True when the variable is present (even if empty)."""
+    return name in _source(environ)
+
+
+def get_int(name: str, environ: Mapping[str, str] | None = None) -> int | None:
+    """Return the variable as an int, None when unset; a ConfigError naming it when not an integer."""
+    raw = get(name, environ)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ConfigError(
+            f"environment variable {name}={raw!r} is not an integer; set it to a whole number or unset it"
+        ) from None
+
+
+def get_bool(name: str, environ: Mapping[str, str] | None = None) -> bool | None:
+    """Return the variable as a bool, None when unset; a ConfigError naming it when not a yes/no word."""
+    raw = get(name, environ)
+    if raw is None:
+        return None
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"environment variable {name}={raw!r} is not a yes/no value; use 1/0, true/false or yes/no")
+
+
+def snapshot(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of the whole environment (for child processes and reports)."""
+    return dict(_source(environ))
+
+
+def accel_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every ``ACCEL_*`` variable that is set."""
+    return {k: v for k, v in _source(environ).items() if k.startswith("ACCEL_")}
+
+
+def update(values: Mapping[str, str | None]) -> None:
+    """Write variables into this process's environment; a None value removes the variable."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@contextlib.contextmanager
+def patched(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, with None, remove) variables for the duration of the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    update(values)
+    try:
+        yield
+    finally:
+        update(saved)
