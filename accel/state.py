@@ -189,7 +189,9 @@ class PartialState:
             init_method = "env://"
         else:
             if not world.master_addr:
-                raise StateError(f"{world.source} launch found no rendezvous address: set MASTER_ADDR (and MASTER_PORT)")
+                raise StateError(
+                    f"{world.source} launch found no rendezvous address: set MASTER_ADDR (and MASTER_PORT)"
+                )
             init_method = f"tcp://{world.master_addr}:{world.master_port}"
         dist.init_process_group(
             self.backend, init_method=init_method, rank=world.rank, world_size=world.world_size, timeout=timeout
@@ -329,6 +331,7 @@ def _split(inputs: Any, index: int, count: int, pad: bool) -> Any:
     part = inputs[start:end]
     if pad and extra and index >= extra and length:
         last = inputs[-1:]
-        part = torch.cat([part, last]) if isinstance(part, torch.Tensor) else type(inputs)(list(part) + list(last))
+        if isinstance(part, torch.Tensor) and isinstance(last, torch.Tensor):
+            return torch.cat([part, last])
+        part = type(inputs)(list(part) + list(last))
     return part
-

@@ -1,0 +1,365 @@
+"""DataLoader sharding by wrapping the sampler, with a seedable, resumable order.
+
+``prepare(dataloader)`` keeps the user's dataset, collate function and worker settings, and builds
+a DataLoader over a :class:`ShardedBatchSampler`: rank *r* of *n* takes batch *r* of every round of
+*n* batches (``split_batches=False``, per-rank batch size) or slice *r* of every batch
+(``split_batches=True``, global batch size). A shuffled order comes from ``seed + epoch`` and is
+identical on every rank, so sharding is disjoint and a resumed run sees the same permutation.
+
+The last round is balanced: its samples are split evenly over the ranks, and with
+``even_batches=True`` padded with samples from the start of the epoch only when there are fewer
+samples than ranks; :meth:`PreparedDataLoader.padding` tells ``gather_for_metrics`` how many to drop.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSampler, Sampler
+
+from accel.exceptions import ConfigError, PrepareError
+from accel.ops import send_to_device
+
+
+class SeededRandomSampler(Sampler[int]):
+    """A random permutation drawn from ``seed + epoch``: the same on every rank, reproducible on resume."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+        self._generator = torch.Generator()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        self._generator.manual_seed(self.seed + self.epoch)
+        yield from torch.randperm(self.length, generator=self._generator).tolist()
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _chunk(indices: list[int], parts: int, index: int) -> list[int]:
+    per, extra = divmod(len(indices), parts)
+    start = index * per + min(index, extra)
+    return indices[start : start + per + (1 if index < extra else 0)]
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """This rank's batches from a batch sampler of the whole dataset (see the module docstring)."""
+
+    def __init__(
+        self,
+        base: Iterable[list[int]],
+        num_replicas: int,
+        rank: int,
+        split_batches: bool = False,
+        even_batches: bool = True,
+    ) -> None:
+        self.base = base
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.split_batches = split_batches
+        self.even_batches = even_batches
+        self.skip = 0
+        self.padding = 0
+
+    def __len__(self) -> int:
+        total = len(self.base)  # type: ignore[arg-type]
+        if self.split_batches:
+            return total
+        rounds, rest = divmod(total, self.num_replicas)
+        if self.even_batches:
+            return rounds + (1 if rest else 0)
+        return rounds + (1 if self.rank < rest else 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self.padding = 0
+        batches = self._split() if self.split_batches else self._rounds()
+        skip, self.skip = self.skip, 0
+        return itertools.islice(batches, skip, None)
+
+    def _balance(self, flat: list[int], first: list[int]) -> list[int]:
+        if self.even_batches and len(flat) < self.num_replicas:
+            self.padding = self.num_replicas - len(flat)
+            flat = flat + list(itertools.islice(itertools.cycle(first or flat), self.padding))
+        return _chunk(flat, self.num_replicas, self.rank)
+
+    def _split(self) -> Iterator[list[int]]:
+        first: list[int] = []
+        for batch in self.base:
+            batch = list(batch)
+            if not first:
+                first = batch
+            part = self._balance(batch, first)
+            if part:
+                yield part
+
+    def _rounds(self) -> Iterator[list[int]]:
+        n = self.num_replicas
+        first: list[int] = []
+        pending: list[list[int]] = []
+        for batch in self.base:
+            if len(first) < n:
+                first.extend(batch)
+            pending.append(list(batch))
+            if len(pending) == n:
+                if len(pending[-1]) == len(pending[0]):
+                    yield pending[self.rank]
+                else:  # a short last batch: share the round's samples evenly
+                    yield self._balance([i for b in pending for i in b], first)
+                pending = []
+        if pending:
+            if self.even_batches:
+                part = self._balance([i for b in pending for i in b], first)
+                if part:
+                    yield part
+            elif self.rank < len(pending):
+                yield pending[self.rank]
+
+
+class GradientState:
+    """What the accumulation logic needs to know about the DataLoader being iterated."""
+
+    def __init__(self) -> None:
+        self.active: PreparedDataLoader | None = None
+        self.end_of_dataloader = False
+        self.batches_left: int | None = None
+
+    @property
+    def padding(self) -> int:
+        """Duplicated samples in the current (last) round, to drop when gathering metrics."""
+        return self.active.padding if self.active is not None and self.end_of_dataloader else 0
+
+
+class PreparedDataLoader:
+    """Iterates this rank's shard, moves batches to the device, and remembers its position.
+
+    The epoch counts iterations started; ``state_dict()`` records the epoch in progress, the batches
+    already yielded in it and the seed, so a resumed run continues mid-epoch on the same permutation.
+    """
+
+    def __init__(
+        self,
+        loader: DataLoader[Any],
+        device: torch.device,
+        state: GradientState,
+        sharded: ShardedBatchSampler | None = None,
+        sampler: SeededRandomSampler | None = None,
+        seed: int = 0,
+        non_blocking: bool = False,
+    ) -> None:
+        self.loader = loader
+        self.base_dataloader = loader
+        self.device = device
+        self.gradient_state = state
+        self.sharded = sharded
+        self.sampler_shuffle = sampler
+        self.seed = seed
+        self.non_blocking = non_blocking
+        self.epochs_started = 0
+        self.position = 0
+        self._in_progress = False
+        self._resume = 0
+
+    # ----------------------------------------------------------------- iteration
+    def __iter__(self) -> Iterator[Any]:
+        skip, self._resume = self._resume, 0
+        return self._iterate(skip)
+
+    def skip_first_batches(self, num_batches: int) -> Iterator[Any]:
+        """Iterate the next epoch from batch ``num_batches`` (replaces a pending resume position)."""
+        self._resume = 0
+        return self._iterate(num_batches)
+
+    def _iterate(self, skip: int) -> Iterator[Any]:
+        epoch = self.epochs_started
+        self.epochs_started += 1
+        self.set_epoch(epoch)
+        if self.sharded is not None:
+            self.sharded.skip = skip
+        generator = self.loader.generator
+        if generator is not None:
+            generator.manual_seed(self.seed + 7919 * (epoch + 1))
+        self.position, self._in_progress = skip, True
+        try:
+            yield from self._batches(iter(self.loader) if self.sharded else itertools.islice(self.loader, skip, None))
+            self._in_progress = False
+        finally:
+            if self.gradient_state.active is self:
+                self.gradient_state.active = None
+                self.gradient_state.end_of_dataloader = False
+
+    def _batches(self, batches: Iterator[Any]) -> Iterator[Any]:
+        state = self.gradient_state
+        state.active, state.end_of_dataloader = self, False
+        total = self._length()
+        done = object()
+        current = next(batches, done)
+        while current is not done:
+            upcoming = next(batches, done)
+            last = upcoming is done
+            self.position += 1
+            state.active = self
+            state.end_of_dataloader = last
+            state.batches_left = None if total is None else total - self.position + 1
+            yield send_to_device(current, self.device, self.non_blocking)
+            current = upcoming
+
+    # ----------------------------------------------------------------- accessors
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch (the shuffled order); called automatically at the start of each iteration."""
+        self.epochs_started = max(self.epochs_started, epoch)
+        if self.sampler_shuffle is not None:
+            self.sampler_shuffle.set_epoch(epoch)
+        set_inner = getattr(getattr(self.loader, "sampler", None), "set_epoch", None)
+        if self.sampler_shuffle is None and callable(set_inner):
+            set_inner(epoch)
+
+    def _length(self) -> int | None:
+        try:
+            return len(self)
+        except TypeError:
+            return None
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    @property
+    def padding(self) -> int:
+        """Samples duplicated in the last round to keep ranks even."""
+        return self.sharded.padding if self.sharded is not None else 0
+
+    @property
+    def dataset(self) -> Any:
+        """The user's dataset."""
+        return self.loader.dataset
+
+    @property
+    def batch_size(self) -> int | None:
+        """Per-rank batch size."""
+        return self.loader.batch_size
+
+    @property
+    def total_batch_size(self) -> int | None:
+        """Samples per step across all ranks."""
+        if self.sharded is None or self.loader.batch_sampler is None:
+            return self.batch_size
+        base = getattr(self.sharded.base, "batch_size", None)
+        if base is None:
+            return None
+        return int(base) if self.sharded.split_batches else int(base) * self.sharded.num_replicas
+
+    # ----------------------------------------------------------------- checkpoint
+    def state_dict(self) -> dict[str, int]:
+        """Epoch, position in it, and seed."""
+        epoch = self.epochs_started - 1 if self._in_progress else self.epochs_started
+        return {"epoch": epoch, "position": self.position if self._in_progress else 0, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a recorded position: the next iteration resumes it (unless skipped explicitly)."""
+        self.epochs_started = int(state["epoch"])
+        self._resume = int(state["position"])
+        self.seed = int(state["seed"])
+        if self.sampler_shuffle is not None:
+            self.sampler_shuffle.seed = self.seed
+        self.position, self._in_progress = 0, False
+
+
+_COPIED = ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn", "persistent_workers")
+
+
+def _rebuild(loader: DataLoader[Any], batch_sampler: Sampler[list[int]]) -> DataLoader[Any]:
+    kwargs: dict[str, Any] = {name: getattr(loader, name) for name in _COPIED}
+    if loader.num_workers > 0:
+        kwargs["prefetch_factor"] = loader.prefetch_factor
+        kwargs["multiprocessing_context"] = loader.multiprocessing_context
+    kwargs["pin_memory_device"] = getattr(loader, "pin_memory_device", "")
+    return DataLoader(loader.dataset, batch_sampler=batch_sampler, generator=torch.Generator(), **kwargs)
+
+
+def shard(
+    loader: DataLoader[Any],
+    *,
+    num_replicas: int,
+    rank: int,
+    device: torch.device,
+    state: GradientState,
+    seed: int,
+    split_batches: bool = False,
+    even_batches: bool = True,
+    non_blocking: bool = False,
+) -> PreparedDataLoader:
+    """Wrap ``loader`` so that this rank iterates its shard (see the module docstring)."""
+    if type(loader) is not DataLoader:
+        raise PrepareError(
+            f"prepare() got a {type(loader).__name__}, a DataLoader subclass whose constructor accel cannot "
+            "reproduce; pass a plain torch.utils.data.DataLoader (put custom logic in the dataset or collate_fn)"
+        )
+    if isinstance(loader.dataset, IterableDataset):
+        return PreparedDataLoader(_IterableShard(loader, num_replicas, rank), device, state, seed=seed)  # type: ignore[arg-type]
+    base = loader.batch_sampler
+    if base is None:
+        raise PrepareError("prepare() needs a DataLoader with a batch size (batch_size=None disables batching)")
+    shuffle = None
+    if type(loader.sampler) is RandomSampler and not loader.sampler.replacement and isinstance(base, BatchSampler):
+        shuffle = SeededRandomSampler(len(loader.sampler), seed)
+        base = BatchSampler(shuffle, base.batch_size, base.drop_last)
+    if split_batches and isinstance(base, BatchSampler) and base.batch_size % num_replicas:
+        raise ConfigError(
+            f"split_batches=True needs a batch size divisible by the {num_replicas} processes; "
+            f"got batch_size={base.batch_size}"
+        )
+    sharded = ShardedBatchSampler(base, num_replicas, rank, split_batches, even_batches)
+    return PreparedDataLoader(_rebuild(loader, sharded), device, state, sharded, shuffle, seed, non_blocking)
+
+
+class _IterableShard:
+    """Every ``num_replicas``-th batch of an iterable-dataset DataLoader (each rank reads the stream)."""
+
+    def __init__(self, loader: DataLoader[Any], num_replicas: int, rank: int) -> None:
+        self.loader, self.num_replicas, self.rank = loader, num_replicas, rank
+        self.generator: torch.Generator | None = None
+        self.dataset, self.batch_size = loader.dataset, loader.batch_size
+        self.batch_sampler = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.loader), self.rank, None, self.num_replicas)
+
+    def __len__(self) -> int:
+        return len(self.loader) // self.num_replicas
+
+
+class _Skipped:
+    def __init__(self, loader: Iterable[Any], num_batches: int) -> None:
+        self.loader, self.num_batches = loader, num_batches
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.loader), self.num_batches, None)
+
+    def __len__(self) -> int:
+        return max(len(self.loader) - self.num_batches, 0)  # type: ignore[arg-type]
+
+
+def skip_first_batches(dataloader: Iterable[Any], num_batches: int = 0) -> Iterable[Any]:
+    """The rest of an epoch after ``num_batches`` batches (for resuming mid-epoch)."""
+    if isinstance(dataloader, PreparedDataLoader):
+        return _PreparedSkip(dataloader, num_batches)
+    return _Skipped(dataloader, num_batches)
+
+
+class _PreparedSkip:
+    def __init__(self, loader: PreparedDataLoader, num_batches: int) -> None:
+        self.loader, self.num_batches = loader, num_batches
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.loader.skip_first_batches(self.num_batches)
+
+    def __len__(self) -> int:
+        return max(len(self.loader) - self.num_batches, 0)

@@ -1,0 +1,153 @@
+"""The option objects ``Accelerator`` takes (names and fields as in Accelerate).
+
+Each validates itself on construction and raises :class:`~accel.exceptions.ConfigError` naming the
+field, what was given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from accel.exceptions import ConfigError
+
+
+def _check_int(owner: str, name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{owner}({name}={value!r}): expected an integer >= {minimum}")
+
+
+@dataclass
+class DataLoaderConfiguration:
+    """How prepared DataLoaders are sharded.
+
+    Attributes:
+        split_batches: each rank takes a slice of every batch (the batch size is global) instead of
+            whole batches of its own.
+        even_batches: pad the last round by repeating samples from the start, so that every rank gets
+            the same number of batches; ``gather_for_metrics`` drops the padding again.
+        use_seedable_sampler: shuffled order comes from a seed and the epoch, so it is reproducible
+            and resumable (always on; kept for compatibility).
+        data_seed: seed of the shuffled order (default: drawn from torch's generator once).
+        non_blocking: host-to-device copies of batches are non-blocking.
+    """
+
+    split_batches: bool = False
+    even_batches: bool = True
+    use_seedable_sampler: bool = True
+    data_seed: int | None = None
+    non_blocking: bool = False
+
+
+@dataclass
+class GradientAccumulationPlugin:
+    """Gradient accumulation settings.
+
+    Attributes:
+        num_steps: micro-batches per optimizer step.
+        adjust_scheduler: kept for compatibility; the scheduler always steps once per real optimizer step.
+        sync_with_dataloader: end the window at the end of a prepared DataLoader.
+        sync_each_batch: all-reduce on every micro-batch (uses more bandwidth, less memory).
+    """
+
+    num_steps: int = 1
+    adjust_scheduler: bool = True
+    sync_with_dataloader: bool = True
+    sync_each_batch: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("GradientAccumulationPlugin", "num_steps", self.num_steps, 1)
+
+
+@dataclass
+class ProjectConfiguration:
+    """Where checkpoints and logs go.
+
+    Attributes:
+        project_dir: root directory (default: current directory).
+        logging_dir: tracker output (default: ``project_dir/logs``).
+        automatic_checkpoint_naming: ``save_state()`` writes ``project_dir/checkpoints/checkpoint_<n>``.
+        total_limit: keep at most this many automatic checkpoints (oldest removed).
+        iteration: number of the next automatic checkpoint.
+        save_on_each_node: write node-local copies of main-process files on every node.
+    """
+
+    project_dir: str | Path | None = None
+    logging_dir: str | Path | None = None
+    automatic_checkpoint_naming: bool = False
+    total_limit: int | None = None
+    iteration: int = 0
+    save_on_each_node: bool = False
+
+    def __post_init__(self) -> None:
+        if self.total_limit is not None:
+            _check_int("ProjectConfiguration", "total_limit", self.total_limit, 1)
+        _check_int("ProjectConfiguration", "iteration", self.iteration, 0)
+
+    def set_directories(self, project_dir: str | Path | None = None) -> None:
+        """Set the project directory (and the logging directory when unset)."""
+        self.project_dir = project_dir
+        if self.logging_dir is None and project_dir is not None:
+            self.logging_dir = Path(project_dir) / "logs"
+
+
+class KwargsHandler:
+    """Base of the ``*Kwargs`` handlers: ``to_kwargs()`` returns the fields changed from their defaults."""
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """Fields that differ from the defaults."""
+        default = type(self)()
+        names = [f.name for f in fields(self)]  # type: ignore[arg-type]
+        return {n: getattr(self, n) for n in names if getattr(self, n) != getattr(default, n)}
+
+
+@dataclass
+class DistributedDataParallelKwargs(KwargsHandler):
+    """Options passed to ``torch.nn.parallel.DistributedDataParallel``."""
+
+    dim: int = 0
+    broadcast_buffers: bool = True
+    bucket_cap_mb: int = 25
+    find_unused_parameters: bool = False
+    check_reduction: bool = False
+    gradient_as_bucket_view: bool = False
+    static_graph: bool = False
+
+
+@dataclass
+class InitProcessGroupKwargs(KwargsHandler):
+    """Options for creating the process group."""
+
+    backend: str | None = None
+    init_method: str | None = None
+    timeout: datetime.timedelta | None = None
+
+
+@dataclass
+class GradScalerKwargs(KwargsHandler):
+    """Options of the fp16 gradient scaler."""
+
+    init_scale: float = 65536.0
+    growth_factor: float = 2.0
+    backoff_factor: float = 0.5
+    growth_interval: int = 2000
+    enabled: bool = True
+
+
+@dataclass
+class FullyShardedDataParallelPlugin:
+    """FSDP2 (``fully_shard``) settings.
+
+    Attributes:
+        reshard_after_forward: free gathered parameters after forward (ZeRO-3 like) or keep them (ZeRO-2 like).
+        auto_wrap_classes: module classes (or their names) that become their own shard units.
+        min_num_params: modules with at least this many parameters become shard units (0: off).
+        cpu_ram_efficient_loading: kept for compatibility (no effect).
+    """
+
+    reshard_after_forward: bool = True
+    auto_wrap_classes: tuple[type[Any] | str, ...] = field(default_factory=tuple)
+    min_num_params: int = 0
+    cpu_ram_efficient_loading: bool = False
