@@ -14,7 +14,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables torch or its launcher may legitimately leave behind in the test process.
-_ALLOWED_LEAKS = {"GLOO_SOCKET_IFNAME", "TORCHELASTIC_USE_AGENT_STORE", "OMP_NUM_THREADS", "CUDA_MODULE_LOADING"}
+_ALLOWED_LEAKS = {
+    "GLOO_SOCKET_IFNAME",
+    "TORCHELASTIC_USE_AGENT_STORE",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "OMP_NUM_THREADS",
+    "CUDA_MODULE_LOADING",
+    "PYTEST_CURRENT_TEST",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,126 @@
+"""Module-level workers for the multi-process core tests (spawned by ``dist_run``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from accel import Accelerator, DataLoaderConfiguration, FullyShardedDataParallelPlugin
+from accel.utils import set_seed
+
+
+def make_data(n: int, features: int = 6) -> TensorDataset:
+    """A fixed regression data set."""
+    g = torch.Generator().manual_seed(1234)
+    x = torch.randn(n, features, generator=g)
+    y = x @ torch.randn(features, 1, generator=g) + 0.1 * torch.randn(n, 1, generator=g)
+    return TensorDataset(x, y, torch.arange(n))
+
+
+def make_model(features: int = 6) -> torch.nn.Module:
+    """A small MLP with a fixed initialisation."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(features, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+
+def flat(model: torch.nn.Module) -> torch.Tensor:
+    """All parameters as one vector."""
+    full = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in model.parameters()]
+    return torch.cat([p.detach().reshape(-1).cpu() for p in full])
+
+
+def train(
+    n: int,
+    batch_size: int,
+    steps: int = 1,
+    epochs: int = 1,
+    shuffle: bool = True,
+    mixed_precision: str = "no",
+    num_items: bool = False,
+    fsdp: bool = False,
+    even_batches: bool = True,
+) -> dict[str, Any]:
+    """Train with accel; return final parameters and the sample ids each rank saw."""
+    set_seed(0)
+    acc = Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=steps,
+        dataloader_config=DataLoaderConfiguration(data_seed=99, even_batches=even_batches),
+        fsdp_plugin=FullyShardedDataParallelPlugin() if fsdp else None,
+    )
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(make_data(n), batch_size=batch_size, shuffle=shuffle)
+    model, opt, loader = acc.prepare(model, opt, loader)
+    seen: list[int] = []
+    optimizer_steps = 0
+    for _ in range(epochs):
+        for x, y, ids in loader:
+            seen.extend(ids.tolist())
+            with acc.accumulate(model):
+                out = model(x)
+                if num_items:
+                    loss = torch.nn.functional.mse_loss(out, y, reduction="sum")
+                    acc.backward(loss, num_items=len(y))
+                else:
+                    acc.backward(torch.nn.functional.mse_loss(out, y))
+                opt.step()
+                opt.zero_grad()
+                optimizer_steps += int(acc.sync_gradients)
+    params = flat(model)
+    result = {
+        "params": params,
+        "seen": seen,
+        "rank": acc.process_index,
+        "world": acc.num_processes,
+        "type": acc.distributed_type.value,
+        "optimizer_steps": optimizer_steps,
+        "mixed_precision": acc.mixed_precision,
+    }
+    acc.state.destroy_process_group()
+    return result
+
+
+def reference(order: list[int], global_batch: int, n: int) -> torch.Tensor:
+    """Plain PyTorch on one process: SGD over global batches taken in ``order``."""
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = make_data(n)
+    for start in range(0, len(order), global_batch):
+        idx = torch.tensor(order[start : start + global_batch])
+        x, y, _ = data[idx]
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+    return flat(model)
+
+
+def ops_suite() -> dict[str, Any]:
+    """Collectives and gather_for_metrics on uneven data."""
+    acc = Accelerator()
+    rank = acc.process_index
+    out: dict[str, Any] = {}
+    out["gather_uneven"] = acc.gather(torch.arange(rank + 1)).tolist()
+    out["gather_scalar"] = acc.gather(torch.tensor(float(rank))).tolist()
+    out["reduce_sum"] = acc.reduce(torch.tensor([1.0, rank]), "sum").tolist()
+    out["reduce_mean"] = acc.reduce(torch.tensor([2.0]), "mean").tolist()
+    out["pad"] = list(acc.pad_across_processes(torch.ones(rank + 1, 2)).shape)
+    from accel.utils import broadcast, gather_object
+
+    out["broadcast"] = broadcast(torch.tensor([rank + 5])).tolist()
+    out["gather_object"] = gather_object([f"r{rank}"])
+    loader = acc.prepare(DataLoader(torch.arange(5), batch_size=2))
+    metrics: list[int] = []
+    batches = 0
+    for batch in loader:
+        batches += 1
+        metrics.extend(acc.gather_for_metrics(batch).tolist())
+    out["metrics"] = metrics
+    out["batches"] = batches
+    with acc.split_between_processes(list(range(5))) as part:
+        out["split"] = part
+    acc.state.destroy_process_group()
+    return out
