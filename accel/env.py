@@ -160,3 +160,51 @@ def patched(values: Mapping[str, str | None]) -> Iterator[None]:
         yield
     finally:
         update(saved)
+
+
+# ---------------------------------------------------------------- launcher settings (accel launch)
+# Every config key can come from ACCEL_<KEY>; the launcher reads these between flags and the file.
+NUM_PROCESSES = "ACCEL_NUM_PROCESSES"
+NUM_MACHINES = "ACCEL_NUM_MACHINES"
+MACHINE_RANK = "ACCEL_MACHINE_RANK"
+MAIN_PROCESS_IP = "ACCEL_MAIN_PROCESS_IP"
+MAIN_PROCESS_PORT = "ACCEL_MAIN_PROCESS_PORT"
+RDZV_BACKEND = "ACCEL_RDZV_BACKEND"
+RDZV_ID = "ACCEL_RDZV_ID"
+RDZV_TIMEOUT = "ACCEL_RDZV_TIMEOUT"
+MAX_RESTARTS = "ACCEL_MAX_RESTARTS"
+MONITOR_INTERVAL = "ACCEL_MONITOR_INTERVAL"
+SHUTDOWN_TIMEOUT_S = "ACCEL_SHUTDOWN_TIMEOUT"
+# torchrun's own inputs (Kubeflow Trainer and elastic PyTorchJobs inject these)
+PET_NODE_RANK = "PET_NODE_RANK"
+PET_MASTER_ADDR = "PET_MASTER_ADDR"
+PET_MASTER_PORT = "PET_MASTER_PORT"
+PET_RDZV_ENDPOINT = "PET_RDZV_ENDPOINT"
+PET_RDZV_BACKEND = "PET_RDZV_BACKEND"
+PET_RDZV_ID = "PET_RDZV_ID"
+PET_MAX_RESTARTS = "PET_MAX_RESTARTS"
+# set for workers by `accel launch`
+GLOO_SOCKET_IFNAME = "GLOO_SOCKET_IFNAME"
+OMP_NUM_THREADS = "OMP_NUM_THREADS"
+TORCHELASTIC_ERROR_FILE = "TORCHELASTIC_ERROR_FILE"
+TORCHELASTIC_SIGNALS_TO_HANDLE = "TORCHELASTIC_SIGNALS_TO_HANDLE"
+# cluster detection in `accel env`
+OMPI_SIZE_ALIASES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+SLURM_JOB_NODELIST = "SLURM_JOB_NODELIST"
+
+ACCEL_VARIABLES.update(
+    {
+        NUM_PROCESSES: "processes per machine for `accel launch`",
+        NUM_MACHINES: "machines taking part in the launch",
+        MACHINE_RANK: "index of this machine (0 hosts the rendezvous)",
+        MAIN_PROCESS_IP: "address of machine 0",
+        MAIN_PROCESS_PORT: "rendezvous port on machine 0 (0: a free port, one machine only)",
+        RDZV_BACKEND: "c10d | static",
+        RDZV_ID: "rendezvous id shared by the machines of one job",
+        RDZV_TIMEOUT: "seconds to wait for every machine to join",
+        MAX_RESTARTS: "worker-group restarts after a failure",
+        MONITOR_INTERVAL: "seconds between worker health checks",
+        SHUTDOWN_TIMEOUT_S: "seconds between SIGTERM and SIGKILL when stopping ranks",
+    }
+)
+TORCH_CPP_LOG_LEVEL = "TORCH_CPP_LOG_LEVEL"

@@ -1,0 +1,308 @@
+"""accel launch: run a training script on N processes, here or across machines.
+
+usage: accel launch [options] script.py [script args...]
+       accel launch [options] -m package.module [module args...]
+
+Options stop at the script: everything after it belongs to the script, untouched (``--`` before
+the script also ends the options). Every option accepts underscores or dashes, and Accelerate's
+and torchrun's spellings both work:
+
+  --num_processes N       processes per machine        (torchrun: --nproc-per-node)
+  --num_machines N        machines taking part         (torchrun: --nnodes)
+  --machine_rank I        index of this machine        (torchrun: --node-rank)
+  --main_process_ip A     address of machine 0         (torchrun: --master-addr)
+  --main_process_port P   rendezvous port; 0 = free    (torchrun: --master-port)
+  --rdzv_endpoint A:P     both of the above            (torchrun: --rdzv-endpoint)
+  --rdzv_backend B        c10d (default) or static;  --rdzv_id ID;  --rdzv_timeout SECONDS
+  --standalone            one machine, free port
+  --cpu | --gpu           run CPU ranks (gloo) | require GPUs (--multi_gpu is accepted too)
+  --mixed_precision M     no | bf16 | fp16
+  --gradient_accumulation_steps K
+  --strategy S            ddp | fsdp (--use_fsdp is accepted too)
+  --max_restarts N        restart the whole worker group up to N times after a failure
+  --monitor_interval S    seconds between worker health checks
+  --shutdown_timeout S    seconds between SIGTERM and SIGKILL when stopping ranks
+  --auto_resume | --no_auto_resume   load the latest checkpoint after a restart (default on)
+  --project_dir DIR       default directory for checkpoints and trackers
+  --num_cpu_threads_per_process N    OMP_NUM_THREADS for each rank (default 1 with several ranks)
+  --config_file PATH      config file (see `accel config --help`)
+  -m, --module            the target is a module, as in `python -m`
+  -q, --quiet             do not print the launch line
+  -v, --verbose           also show torch elastic's own log lines
+
+Settings resolve as: flag > environment (ACCEL_<KEY>, torchrun's PET_*, a Kubeflow pod's
+RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT) > config file > built-in default. One line on stderr
+says which config file was used ("none: built-in defaults") and what will run.
+
+Without a process count on a machine without GPUs one process runs, and the launch line says so.
+``--num_processes N`` on a CPU machine runs N real gloo ranks. The launched world size always
+equals the requested one: impossible requests (GPUs on a machine without them, more processes than
+GPUs) fail before anything starts. Workers see ACCEL_MIXED_PRECISION, ACCEL_GRADIENT_ACCUMULATION_STEPS,
+ACCEL_USE_CPU, ACCEL_STRATEGY, ACCEL_REQUESTED_WORLD_SIZE, ACCEL_CONFIG_SOURCE, ACCEL_AUTO_RESUME,
+ACCEL_PROJECT_DIR (when set) and torch's RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
+
+Across machines the rendezvous is c10d at main_process_ip:main_process_port, hosted by machine 0
+(node ranks follow join order; use --rdzv_backend static to pin them to --machine_rank).
+When a rank fails, the first failure is reported first with its rank, host, exit code and
+traceback, the other ranks are stopped, and the exit code is the failing rank's. SIGINT and SIGTERM
+are forwarded to every rank, which are stopped before the launcher exits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import socket
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accel import env
+from accel.config import Resolved, Setting, resolve
+from accel.config.schema import to_text
+from accel.exceptions import ConfigError, LaunchError
+from accel.launch_args import LaunchRequest, parse_args
+
+__all__ = ["LaunchPlan", "LaunchRequest", "main", "parse_args", "plan", "run"]
+
+MULTI_NODE_PORT = 29500
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything needed to start the ranks; built by :func:`plan` without side effects."""
+
+    nproc_per_node: int
+    num_machines: int
+    machine_rank: int
+    use_cpu: bool
+    host: str
+    port: int
+    rdzv_backend: str
+    rdzv_id: str
+    rdzv_configs: dict[str, Any]
+    local_addr: str | None
+    max_restarts: int
+    monitor_interval: float
+    shutdown_timeout: float
+    exports: dict[str, str | None]
+    notes: list[str] = field(default_factory=list)
+    verbose: bool = False
+
+    @property
+    def world_size(self) -> int:
+        """Processes across all machines."""
+        return self.nproc_per_node * self.num_machines
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.x, ::1 and localhost."""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a TCP server could bind ``host:port`` right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    """A port that is free on ``host`` right now (the OS picks it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _devices(r: Resolved, gpu_count: int, notes: list[str]) -> tuple[bool, int]:
+    use_cpu = r["use_cpu"]
+    if use_cpu is False and gpu_count == 0:
+        raise LaunchError(
+            f"GPUs were requested ({r.source('use_cpu')}) but this machine has none; "
+            "pass --cpu to run CPU ranks, or run on a machine with GPUs"
+        )
+    if use_cpu is None:
+        use_cpu = gpu_count == 0
+    nproc = r["num_processes"]
+    if nproc is None:
+        nproc = 1 if use_cpu else gpu_count
+        why = "no GPU found" if gpu_count == 0 else ("--cpu" if use_cpu else f"{gpu_count} GPU(s) found")
+        notes.append(f"{nproc} process{'es' if nproc > 1 else ''} per machine by default ({why}; set --num_processes)")
+    if not use_cpu and nproc > gpu_count:
+        raise LaunchError(
+            f"{nproc} processes per machine were requested ({r.source('num_processes')}) but this machine has "
+            f"{gpu_count} GPU(s); pass --num_processes {gpu_count}, or --cpu to run {nproc} CPU ranks"
+        )
+    return bool(use_cpu), int(nproc)
+
+
+def _rendezvous(
+    r: Resolved, port_free: Callable[[str, int], bool], pick_port: Callable[[str], int], notes: list[str]
+) -> tuple[str, int]:
+    machines, rank = r["num_machines"], r["machine_rank"]
+    if rank >= machines:
+        raise ConfigError(
+            f"machine_rank {rank} ({r.source('machine_rank')}) must be below num_machines {machines} "
+            f"({r.source('num_machines')}); machines are numbered 0..{machines - 1}"
+        )
+    host, port = r["main_process_ip"], r["main_process_port"]
+    if machines == 1:
+        host = host or "127.0.0.1"
+        if not port:
+            port = pick_port(host)
+        elif not port_free(host, port):
+            chosen = pick_port(host)
+            notes.append(f"port {port} is busy; using free port {chosen}")
+            port = chosen
+        return host, port
+    if not host:
+        raise ConfigError(
+            f"{machines} machines need the address of machine 0: pass --main_process_ip (or set it in the config)"
+        )
+    if port == 0:
+        raise ConfigError(
+            "main_process_port 0 (pick a free port) works on one machine only; "
+            "give the port machine 0 listens on, e.g. --main_process_port 29500"
+        )
+    return host, port or MULTI_NODE_PORT
+
+
+def plan(
+    r: Resolved,
+    gpu_count: int,
+    port_free: Callable[[str, int], bool] = port_is_free,
+    pick_port: Callable[[str], int] = free_port,
+    omp_threads: int | None = None,
+    verbose: bool = False,
+) -> LaunchPlan:
+    """Translate resolved settings into a :class:`LaunchPlan` (checks everything before a process starts).
+
+    Raises:
+        ConfigError: inconsistent settings.
+        LaunchError: a request this machine cannot satisfy.
+    """
+    notes: list[str] = []
+    use_cpu, nproc = _devices(r, gpu_count, notes)
+    host, port = _rendezvous(r, port_free, pick_port, notes)
+    machines = r["num_machines"]
+    timeout = r["rdzv_timeout"]
+    configs: dict[str, Any] = {"timeout": timeout, "join_timeout": timeout, "read_timeout": min(timeout, 60)}
+    if r["rdzv_backend"] == "static":
+        configs["rank"] = r["machine_rank"]
+    elif machines == 1:
+        configs["is_host"] = True
+    elif r.source("machine_rank") != "default":
+        configs["is_host"] = r["machine_rank"] == 0
+    exports: dict[str, str | None] = {
+        env.MIXED_PRECISION: r["mixed_precision"],
+        env.GRADIENT_ACCUMULATION_STEPS: to_text(r["gradient_accumulation_steps"]),
+        env.USE_CPU: to_text(use_cpu),
+        env.STRATEGY: r["strategy"],
+        env.REQUESTED_WORLD_SIZE: str(nproc * machines),
+        env.CONFIG_SOURCE: str(r.config_file) if r.config_file else "none",
+        env.AUTO_RESUME: to_text(r["auto_resume"]),
+    }
+    if r["project_dir"]:
+        exports[env.PROJECT_DIR] = r["project_dir"]
+    if is_loopback(host) and not env.get(env.GLOO_SOCKET_IFNAME):
+        exports[env.GLOO_SOCKET_IFNAME] = "lo"
+    if omp_threads is not None:
+        exports[env.OMP_NUM_THREADS] = str(omp_threads)
+    elif nproc > 1 and not env.get(env.OMP_NUM_THREADS):
+        exports[env.OMP_NUM_THREADS] = "1"
+    return LaunchPlan(
+        nproc_per_node=nproc,
+        num_machines=machines,
+        machine_rank=r["machine_rank"],
+        use_cpu=use_cpu,
+        host=host,
+        port=port,
+        rdzv_backend=r["rdzv_backend"],
+        rdzv_id=r["rdzv_id"] or ("accel" if machines > 1 else uuid.uuid4().hex),
+        rdzv_configs=configs,
+        local_addr="127.0.0.1" if is_loopback(host) else None,
+        max_restarts=r["max_restarts"],
+        monitor_interval=r["monitor_interval"],
+        shutdown_timeout=r["shutdown_timeout"],
+        exports=exports,
+        notes=notes,
+        verbose=verbose,
+    )
+
+
+def announcement(r: Resolved, p: LaunchPlan, target: str) -> str:
+    """The one launch line: config file, world, device, precision, rendezvous and any defaults chosen."""
+    procs = f"{p.nproc_per_node} process{'es' if p.nproc_per_node > 1 else ''}"
+    world = procs if p.num_machines == 1 else f"{procs} x {p.num_machines} machines (this is machine {p.machine_rank})"
+    device = "CPU (gloo)" if p.use_cpu else "GPU (nccl)"
+    notes = "".join(f"; {note}" for note in p.notes)
+    return (
+        f"accel launch: config {r.describe_file()}; {world} on {device}; mixed_precision {r['mixed_precision']}; "
+        f"rendezvous {p.rdzv_backend} {p.host}:{p.port}; running {target}{notes}"
+    )
+
+
+def _check_target(request: LaunchRequest) -> None:
+    if request.module:
+        try:
+            found = importlib.util.find_spec(request.target) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ConfigError(f"module {request.target!r} not found; check the name and PYTHONPATH")
+        return
+    path = Path(request.target)
+    if path.is_dir():
+        raise ConfigError(
+            f"{request.target!r} is a directory, not a script; pass the .py file, or -m package to run its __main__"
+        )
+    if not path.is_file():
+        raise ConfigError(f"script {request.target!r} not found (working directory: {Path.cwd()})")
+
+
+def run(request: LaunchRequest) -> int:
+    """Launch the request's script or module; return 0 when every rank succeeded.
+
+    Raises:
+        ConfigError: bad settings; LaunchError: impossible request or failed ranks.
+    """
+    _check_target(request)
+    resolved = resolve(request.flags, config_file=request.config_file)
+    quiet_cpp = not request.verbose and env.get(env.TORCH_CPP_LOG_LEVEL) is None
+    if quiet_cpp:  # the launcher's own C++ retry logs; workers keep torch's default
+        env.update({env.TORCH_CPP_LOG_LEVEL: "FATAL"})
+    import torch
+
+    p = plan(resolved, gpu_count=torch.cuda.device_count(), omp_threads=request.omp_threads, verbose=request.verbose)
+    if not request.quiet:
+        sys.stderr.write(announcement(resolved, p, request.target) + "\n")
+        sys.stderr.flush()
+    from accel.elastic import execute
+
+    if quiet_cpp:  # None: removed again for the workers
+        p = dataclasses.replace(p, exports={**p.exports, env.TORCH_CPP_LOG_LEVEL: None})
+    worker = ["-u", "-m", "accel.launch_worker", *(["-m"] if request.module else []), request.target]
+    execute(p, sys.executable, [*worker, *request.script_args], start_method="spawn")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``accel launch ARGV``: parse, resolve, plan, launch."""
+    request = parse_args(argv)
+    if request.help:
+        sys.stdout.write(__doc__ or "")
+        return 0
+    return run(request)
+
+
+def flags_from(values: dict[str, Any]) -> dict[str, Setting]:
+    """Wrap plain values as explicit settings (for callers that are not the CLI)."""
+    return {key: Setting(value, "argument") for key, value in values.items() if value is not None}
