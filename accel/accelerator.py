@@ -36,6 +36,7 @@ from accel.state import DistributedType, PartialState
 from accel.wrappers import AcceleratedOptimizer, AcceleratedScheduler
 
 T = TypeVar("T")
+_NO_CONTEXT = contextlib.nullcontext()
 _UNSUPPORTED = ("deepspeed_plugin", "megatron_lm_plugin", "torch_tp_plugin", "dynamo_plugin", "split_batches")
 
 
@@ -317,17 +318,14 @@ class Accelerator:
         if num_items is not None or self.accumulator.rescale != 1.0:
             self.accumulator.after_backward(num_items, self._models, self.num_processes)
 
-    @contextlib.contextmanager
-    def accumulate(self, *models: torch.nn.Module) -> Iterator[None]:
+    def accumulate(self, *models: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
         """One micro-step: gradients are synchronised (and the optimizer steps) on the window's last one."""
-        sync = self.accumulator.begin_micro_step()
-        if sync or not models:
-            yield
-            return
-        with contextlib.ExitStack() as stack:
-            for model in models:
-                stack.enter_context(self.strategy.no_sync(model))
-            yield
+        if self.accumulator.begin_micro_step() or not models:
+            return _NO_CONTEXT
+        stack = contextlib.ExitStack()
+        for model in models:
+            stack.enter_context(self.strategy.no_sync(model))
+        return stack
 
     @contextlib.contextmanager
     def no_sync(self, model: torch.nn.Module) -> Iterator[None]:

@@ -200,6 +200,7 @@ class PreparedDataLoader:
         state = self.gradient_state
         state.active, state.end_of_dataloader = self, False
         total = self._length()
+        on_cpu = self.device.type == "cpu"
         done = object()
         current = next(batches, done)
         while current is not done:
@@ -209,7 +210,7 @@ class PreparedDataLoader:
             state.active = self
             state.end_of_dataloader = last
             state.batches_left = None if total is None else total - self.position + 1
-            yield send_to_device(current, self.device, self.non_blocking)
+            yield current if on_cpu else send_to_device(current, self.device, self.non_blocking)
             current = upcoming
 
     # ----------------------------------------------------------------- accessors

@@ -1,0 +1,94 @@
+"""Training-step overhead and import time: accel and Accelerate against plain PyTorch, as ratios.
+
+Each configuration runs in fresh processes that alternate blocks of the plain loop and the
+framework's loop (so both share the process, the allocator and the CPU state); accel and the
+Accelerate peer are interleaved round by round. Accelerate lives in its own virtual environment
+(``--peer-python``, default ``.cache/peer-venv/bin/python``; make it with
+``python -m venv .cache/peer-venv && .cache/peer-venv/bin/pip install torch==2.13.0 accelerate``),
+never in accel's dependencies.
+
+    python bench/bench_core.py [--rounds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "core_worker.py"
+CONFIGS = [
+    ("tiny", 1, "no"),
+    ("tiny", 4, "no"),
+    ("tiny", 1, "bf16"),
+    ("mlp", 1, "no"),
+    ("mlp", 4, "no"),
+    ("mlp", 1, "bf16"),
+]
+
+
+def run_worker(python: str, impl: str, model: str, accum: int, precision: str, blocks: int) -> dict[str, float]:
+    cmd = [python, str(WORKER), "--impl", impl, "--model", model, "--accum", str(accum)]
+    cmd += ["--precision", precision, "--blocks", str(blocks)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def import_time(python: str, statement: str, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([python, "-c", statement], check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--blocks", type=int, default=15)
+    parser.add_argument("--peer-python", default=str(ROOT / ".cache/peer-venv/bin/python"))
+    parser.add_argument("--quick", action="store_true", help="one round, tiny model only")
+    args = parser.parse_args()
+    peer = args.peer_python if Path(args.peer_python).exists() else None
+    impls = [("accel", sys.executable)] + ([("accelerate", peer)] if peer else [])
+    configs = CONFIGS[:1] if args.quick else CONFIGS
+    rounds = 1 if args.quick else args.rounds
+    results: dict[tuple[str, str, int, str], list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for model, accum, precision in configs:
+            for impl, python in impls:
+                key = (impl, model, accum, precision)
+                results.setdefault(key, []).append(run_worker(python, impl, model, accum, precision, args.blocks))
+    print(f"Training step (median µs/step; {rounds} rounds x {args.blocks} blocks; 1 thread)\n")
+    print("| model | accum | precision | impl | plain µs | impl µs | overhead µs | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (impl, model, accum, precision), runs in results.items():
+        raw = statistics.median(r["raw_us"] for r in runs)
+        own = statistics.median(r["impl_us"] for r in runs)
+        print(
+            f"| {model} | {accum} | {precision} | {impl} | {raw:.1f} | {own:.1f} | {own - raw:+.1f} | {own / raw:.3f} |"
+        )
+    repeat = 3 if args.quick else 7
+    torch_s = import_time(sys.executable, "import torch", repeat)
+    accel_s = import_time(sys.executable, "from accel import Accelerator", repeat)
+    print("\nImport (median wall time of a fresh interpreter)\n")
+    print("| statement | seconds | ratio to import torch |")
+    print("|---|---|---|")
+    print(f"| import torch | {torch_s:.3f} | 1.000 |")
+    print(f"| from accel import Accelerator | {accel_s:.3f} | {accel_s / torch_s:.3f} |")
+    if peer:
+        peer_torch = import_time(peer, "import torch", repeat)
+        peer_s = import_time(peer, "import accelerate", repeat)
+        print(f"| import accelerate (peer venv) | {peer_s:.3f} | {peer_s / peer_torch:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
