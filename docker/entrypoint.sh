@@ -1,0 +1,48 @@
+#!/bin/sh
+# accel-entrypoint: the image's ENTRYPOINT.
+#
+#   IMAGE                          -> accel launch /opt/accel/example/train.py --output_dir /output
+#   IMAGE script.py [args]         -> accel launch script.py [args]
+#   IMAGE --num_processes 4 s.py   -> accel launch --num_processes 4 s.py   (launcher options first)
+#   IMAGE anything else            -> run as given (accel env, python, bash, pytest, ...)
+#
+# Before a launch it checks the container set-up and warns: a small /dev/shm (Docker's default is
+# 64 MB; gloo/NCCL and DataLoader workers need more: --shm-size / compose shm_size), no init
+# process as PID 1 (--init / compose init: true), and an output folder this user cannot write.
+# Then it execs the launcher, so signals reach it directly and its exit code is the container's.
+set -eu
+
+warn() { printf 'accel-entrypoint: warning: %s\n' "$*" >&2; }
+
+min_shm_mb=${ACCEL_MIN_SHM_MB:-512}
+
+check_runtime() {
+	shm_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $2 }') || shm_kb=
+	if [ -n "$shm_kb" ] && [ "$shm_kb" -lt $((min_shm_mb * 1024)) ]; then
+		warn "/dev/shm is $((shm_kb / 1024)) MB (< ${min_shm_mb} MB); collectives and DataLoader workers" \
+			"may fail with 'No space left on device' or 'Bus error'. Use --shm-size=2g (compose: shm_size: 2gb) or --ipc=host."
+	fi
+	if [ "$$" = 1 ]; then
+		warn "the launcher is PID 1 with no init process; run with --init (compose: init: true)" \
+			"so that exited processes are reaped and stop signals are forwarded."
+	fi
+	out=${ACCEL_OUTPUT_DIR:-/output}
+	if [ -d "$out" ] && [ ! -w "$out" ]; then
+		warn "$out is not writable by uid $(id -u); create the host folder first (mkdir -p output)," \
+			"or run with --user \"\$(id -u):\$(id -g)\"."
+	fi
+}
+
+case "${1:-}" in
+-* | *.py)
+	set -- accel launch "$@"
+	;;
+esac
+
+case "${1:-} ${2:-}" in
+"accel launch" | "torchrun "*)
+	check_runtime
+	;;
+esac
+
+exec "$@"
