@@ -12,17 +12,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import shutil
 import signal
-import socket
-from collections.abc import Callable, Iterator, Mapping
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from accel import env
 from accel.exceptions import LaunchError
-from accel.launch_worker import record_failure
+from accel.failures import describe, latest_attempt, record_failure
 
 if TYPE_CHECKING:
-    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
     from torch.distributed.launcher.api import LaunchConfig
 
     from accel.launch import LaunchPlan
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT"
 
 
-def launch_config(plan: LaunchPlan, start_method: str = "spawn") -> LaunchConfig:
+def launch_config(plan: LaunchPlan, start_method: str = "spawn", log_dir: str | None = None) -> LaunchConfig:
     """torch's ``LaunchConfig`` for the plan (fields this torch lacks are left out)."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.launcher.api import LaunchConfig
@@ -40,7 +41,7 @@ def launch_config(plan: LaunchPlan, start_method: str = "spawn") -> LaunchConfig
         "min_nodes": plan.num_machines,
         "max_nodes": plan.num_machines,
         "nproc_per_node": plan.nproc_per_node,
-        "logs_specs": DefaultLogsSpecs(log_dir=None, redirects=Std.NONE, tee=Std.NONE, local_ranks_filter=None),
+        "logs_specs": DefaultLogsSpecs(log_dir=log_dir, redirects=Std.NONE, tee=Std.NONE, local_ranks_filter=None),
         "run_id": plan.rdzv_id,
         "role": "default",
         "rdzv_endpoint": f"{host}:{plan.port}",
@@ -109,14 +110,19 @@ def execute(
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.launcher.api import elastic_launch
 
-    config = launch_config(plan, start_method)
+    logs = tempfile.mkdtemp(prefix="accel-launch-")  # error files; removed afterwards
+    config = launch_config(plan, start_method, logs)
     exports: dict[str, str | None] = {env.TORCHELASTIC_SIGNALS_TO_HANDLE: env.get(env.TORCHELASTIC_SIGNALS_TO_HANDLE)}
     exports.update(plan.exports)
-    with env.patched(exports), _kept_signal_handlers(), _quiet_torch_logs(not plan.verbose):
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, logs, ignore_errors=True)
+        stack.enter_context(env.patched(exports))
+        stack.enter_context(_kept_signal_handlers())
+        stack.enter_context(_quiet_torch_logs(not plan.verbose))
         try:
             return dict(elastic_launch(config, entrypoint)(*args))
         except ChildFailedError as exc:
-            message, code = describe_failures(exc.failures)
+            message, code = describe(exc.failures, latest_attempt(logs))
             raise _error(message, code) from None
         except SignalException as exc:
             name = signal.Signals(exc.sigval).name
@@ -145,72 +151,19 @@ def _rendezvous_message(plan: LaunchPlan, exc: BaseException) -> str:
     return f"rendezvous at {where} failed ({type(exc).__name__}: {detail}); {fix}"
 
 
-def _extra_info(failure: ProcessFailure) -> dict[str, Any]:
-    data: Any = failure.error_file_data
-    message = data.get("message") if isinstance(data, dict) else None
-    extra = message.get("extraInfo") if isinstance(message, dict) else None
-    return extra if isinstance(extra, dict) else {}
-
-
-def _sort_key(item: tuple[int, ProcessFailure]) -> tuple[float, int]:
-    rank, failure = item
-    extra = _extra_info(failure)
-    try:
-        return float(extra.get("accel_time", failure.timestamp)), rank
-    except (TypeError, ValueError):
-        return float(failure.timestamp), rank
-
-
-def _traceback(failure: ProcessFailure) -> str:
-    stack = _extra_info(failure).get("py_callstack")
-    if stack:
-        return str(stack).rstrip()
-    if failure.exitcode < 0:
-        return f"(killed by signal {failure.signal_name()}; no traceback)"
-    return "(no traceback recorded: the rank exited without raising, e.g. sys.exit or os._exit)"
-
-
-def exit_code_of(failure: ProcessFailure) -> int:
-    """Shell-style exit code: the rank's own code, 1 if it raised before being stopped, or 128 + signal."""
-    if failure.exitcode <= 0 and _extra_info(failure).get("py_callstack"):
-        return 1
-    code = failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
-    return code if 0 < code < 256 else 1
-
-
-def describe_failures(failures: Mapping[int, ProcessFailure]) -> tuple[str, int]:
-    """The report for failed ranks (first failure first, with its traceback) and the exit code to use."""
-    ordered = sorted(failures.items(), key=_sort_key)
-    rank, first = ordered[0]
-    host = socket.gethostname()
-    if first.exitcode >= 0:
-        how = f"exited with code {first.exitcode}"
-    elif _extra_info(first).get("py_callstack"):
-        how = f"raised an exception (then stopped by {first.signal_name()})"
-    else:
-        how = f"was killed by {first.signal_name()}"
-    lines = [
-        f"rank {rank} (host {host}, local rank {first.local_rank}, pid {first.pid}) {how}:",
-        _traceback(first),
-    ]
-    failed = [f"rank {r} (exit code {f.exitcode})" for r, f in ordered[1:] if f.exitcode > 0]
-    stopped = [f"rank {r} ({f.signal_name()})" for r, f in ordered[1:] if f.exitcode <= 0]
-    if failed:
-        lines.append("later failures: " + ", ".join(failed))
-    if stopped:
-        lines.append("stopped by the launcher: " + ", ".join(stopped))
-    return "\n".join(lines), exit_code_of(first)
-
-
 class FunctionWorker:
     """Picklable wrapper that records a function's failure for the launcher (notebook_launcher)."""
 
     def __init__(self, function: Callable[..., Any]) -> None:
         self.function = function
+        # torch's agent names the entrypoint by these
+        self.__name__ = getattr(function, "__name__", type(function).__name__)
+        self.__qualname__ = getattr(function, "__qualname__", self.__name__)
 
     def __call__(self, *args: Any) -> Any:
         try:
             return self.function(*args)
         except BaseException as exc:
-            record_failure(exc)
+            tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None  # skip this frame
+            record_failure(exc, "".join(traceback.format_exception(type(exc), exc, tb)))
             raise

@@ -3,21 +3,19 @@
 ``python -u -m accel.launch_worker script.py ARGS...`` behaves like ``python -u script.py ARGS...``
 (same ``sys.argv``, ``sys.path[0]`` is the script's folder, ``__name__ == "__main__"``), and
 ``python -u -m accel.launch_worker -m pkg.mod ARGS...`` like ``python -u -m pkg.mod ARGS...``.
-When the script raises, its traceback (without this module's frames) is printed and written to
-``TORCHELASTIC_ERROR_FILE`` in torch elastic's format, with a sub-second time stamp so that the
-launcher can show the first failing rank first. Nothing here imports torch.
+When the script raises, its traceback (without this module's frames) is printed and recorded for
+the launcher (:mod:`accel.failures`), which shows the first failing rank first. Nothing here
+imports torch.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import runpy
 import sys
-import time
 import traceback
 
-from accel import env
+from accel.failures import record_failure
 
 _SKIP = (os.path.abspath(__file__), os.path.abspath(runpy.__file__), "<frozen runpy>")
 
@@ -32,29 +30,6 @@ def format_traceback(exc: BaseException) -> str:
     while tb is not None and _bootstrap_frame(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
-
-
-def record_failure(exc: BaseException, text: str | None = None) -> None:
-    """Write the failure to ``TORCHELASTIC_ERROR_FILE`` (when the launcher set one)."""
-    path = env.get(env.TORCHELASTIC_ERROR_FILE)
-    if not path:
-        return
-    now = time.time()
-    data = {
-        "message": {
-            "message": f"{type(exc).__name__}: {exc}",
-            "extraInfo": {
-                "py_callstack": text if text is not None else format_traceback(exc),
-                "timestamp": str(int(now)),
-                "accel_time": repr(now),
-            },
-        }
-    }
-    try:
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-    except OSError:
-        pass  # reporting must never hide the original error
 
 
 def run(argv: list[str]) -> None:
