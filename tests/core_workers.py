@@ -124,3 +124,34 @@ def ops_suite() -> dict[str, Any]:
         out["split"] = part
     acc.state.destroy_process_group()
     return out
+
+
+def two_models(fsdp: bool) -> dict[str, Any]:
+    """An encoder and a head prepared together, one optimizer over both; DDP kwargs honoured."""
+    from accel import DistributedDataParallelKwargs
+
+    set_seed(0)
+    acc = Accelerator(
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        fsdp_plugin=FullyShardedDataParallelPlugin(auto_wrap_classes=(torch.nn.Linear,)) if fsdp else None,
+        dataloader_config=DataLoaderConfiguration(data_seed=7),
+    )
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8))
+    head = torch.nn.Linear(8, 1)
+    opt = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=1e-2)
+    loader = DataLoader(make_data(32), batch_size=4, shuffle=True)
+    encoder, head, opt, loader = acc.prepare(encoder, head, opt, loader)
+    for x, y, _ in loader:
+        with acc.accumulate(encoder, head):
+            acc.backward(torch.nn.functional.mse_loss(head(encoder(x)), y))
+            acc.clip_grad_norm_([*encoder.parameters(), *head.parameters()], 1.0)
+            opt.step()
+            opt.zero_grad()
+    result = {
+        "params": torch.cat([flat(encoder), flat(head)]),
+        "find_unused": getattr(encoder, "find_unused_parameters", None),
+        "type": acc.distributed_type.value,
+    }
+    acc.state.destroy_process_group()
+    return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import dist_run
-from core_workers import ops_suite, reference, train
+from core_workers import ops_suite, reference, train, two_models
 
 pytestmark = pytest.mark.multiprocess
 
@@ -67,3 +67,12 @@ def test_collectives_and_gather_for_metrics_drop_padding() -> None:
     assert sorted(r0["metrics"]) == [0, 1, 2, 3, 4]
     assert r0["batches"] == r1["batches"]
     assert r0["split"] == [0, 1, 2] and r1["split"] == [3, 4]
+
+
+def test_fsdp_with_two_models_and_one_optimizer_matches_ddp_and_ddp_kwargs_apply() -> None:
+    ddp = dist_run(two_models, False)
+    fsdp = dist_run(two_models, True)
+    assert ddp[0]["find_unused"] is True
+    assert fsdp[0]["type"] == "FSDP"
+    torch.testing.assert_close(fsdp[0]["params"], ddp[0]["params"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(fsdp[1]["params"], fsdp[0]["params"], rtol=0, atol=0)
