@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ from accel import env, ops
 from accel import precision as precision_mod
 from accel import strategies as strategies_mod
 from accel.accumulation import Accumulator
-from accel.data import GradientState, PreparedDataLoader, shard, skip_first_batches
+from accel.data import GradientState, PreparedDataLoader, skip_first_batches
 from accel.exceptions import ConfigError, PrepareError
 from accel.plugins import (
     DataLoaderConfiguration,
@@ -31,7 +31,12 @@ from accel.plugins import (
     InitProcessGroupKwargs,
     KwargsHandler,
     ProjectConfiguration,
+    pick_handler,
+    resolve_accumulation,
+    sort_handlers,
 )
+from accel.preparation import Preparation
+from accel.process import ProcessMembers
 from accel.state import DistributedType, PartialState
 from accel.wrappers import AcceleratedOptimizer, AcceleratedScheduler
 
@@ -40,7 +45,7 @@ _NO_CONTEXT = contextlib.nullcontext()
 _UNSUPPORTED = ("deepspeed_plugin", "megatron_lm_plugin", "torch_tp_plugin", "dynamo_plugin", "split_batches")
 
 
-class Accelerator:
+class Accelerator(ProcessMembers):
     """Prepare a model, optimizer, scheduler and DataLoaders for the current distributed setup.
 
     Args:
@@ -81,17 +86,17 @@ class Accelerator:
             )
             known = name in _UNSUPPORTED
             raise ConfigError(f"Accelerator({name}=...) is {'not supported' if known else 'not an argument'}{hint}")
-        handlers = _handlers(kwargs_handlers or [])
-        pg = _pick(handlers, InitProcessGroupKwargs) or InitProcessGroupKwargs()
+        handlers = sort_handlers(kwargs_handlers or [])
+        pg = pick_handler(handlers, InitProcessGroupKwargs) or InitProcessGroupKwargs()
         self.state = PartialState(cpu=cpu, backend=pg.backend, timeout=pg.timeout)
         self.device_placement = device_placement
         mode = mixed_precision if mixed_precision is not None else env.get(env.MIXED_PRECISION)
         self.precision = precision_mod.create(
-            precision_mod.check_mode(mode), self.device, _pick(handlers, GradScalerKwargs)
+            precision_mod.check_mode(mode), self.device, pick_handler(handlers, GradScalerKwargs)
         )
         strategy = "fsdp" if fsdp_plugin is not None else (env.get(env.STRATEGY) or "ddp").strip().lower()
         self.strategy = strategies_mod.create(
-            strategy, self.state, _pick(handlers, DistributedDataParallelKwargs), fsdp_plugin
+            strategy, self.state, pick_handler(handlers, DistributedDataParallelKwargs), fsdp_plugin
         )
         self.dataloader_config = dataloader_config or DataLoaderConfiguration()
         self.project_configuration = project_config or ProjectConfiguration()
@@ -99,64 +104,34 @@ class Accelerator:
             self.project_configuration.set_directories(project_dir or env.get(env.PROJECT_DIR) or ".")
         self.gradient_state = GradientState()
         self.accumulator = Accumulator(
-            _accumulation(gradient_accumulation_steps, gradient_accumulation_plugin), self.gradient_state
+            resolve_accumulation(gradient_accumulation_steps, gradient_accumulation_plugin), self.gradient_state
         )
-        self.step_scheduler_with_optimizer = step_scheduler_with_optimizer
-        self._models: list[torch.nn.Module] = []
-        self._optimizers: list[AcceleratedOptimizer] = []
-        self._schedulers: list[AcceleratedScheduler] = []
-        self._dataloaders: list[PreparedDataLoader] = []
-        self._custom_objects: list[Any] = []
-        self._hooks: dict[int, list[Any]] = {}
+        self.prepared = Preparation(
+            self.state,
+            self.strategy,
+            self.precision,
+            self.accumulator,
+            self.gradient_state,
+            self.dataloader_config,
+            device_placement,
+            step_scheduler_with_optimizer,
+        )
+        # the registries, by the names checkpoint code reads
+        self._models = self.prepared.models
+        self._optimizers = self.prepared.optimizers
+        self._schedulers = self.prepared.schedulers
+        self._dataloaders = self.prepared.dataloaders
+        self._custom_objects = self.prepared.custom_objects
         self._trackers: Any = None
         self._log_with = log_with
         self._checkpoints: Any = None
 
     # ------------------------------------------------------------------ properties
-    @property
-    def device(self) -> torch.device:
-        """Device of this process."""
-        return self.state.device
 
     @property
     def distributed_type(self) -> DistributedType:
         """NO, MULTI_CPU, MULTI_GPU or FSDP."""
         return self.strategy.distributed_type
-
-    @property
-    def num_processes(self) -> int:
-        """World size."""
-        return self.state.num_processes
-
-    @property
-    def process_index(self) -> int:
-        """Global rank."""
-        return self.state.process_index
-
-    @property
-    def local_process_index(self) -> int:
-        """Rank on this node."""
-        return self.state.local_process_index
-
-    @property
-    def is_main_process(self) -> bool:
-        """True on global rank 0."""
-        return self.state.is_main_process
-
-    @property
-    def is_local_main_process(self) -> bool:
-        """True on local rank 0."""
-        return self.state.is_local_main_process
-
-    @property
-    def is_last_process(self) -> bool:
-        """True on the highest rank."""
-        return self.state.is_last_process
-
-    @property
-    def use_distributed(self) -> bool:
-        """True when more than one process cooperates."""
-        return self.state.use_distributed
 
     @property
     def mixed_precision(self) -> str:
@@ -175,7 +150,7 @@ class Accelerator:
 
     @gradient_accumulation_steps.setter
     def gradient_accumulation_steps(self, value: int) -> None:
-        self.accumulator.num_steps = _accumulation(value, None).num_steps
+        self.accumulator.num_steps = resolve_accumulation(value, None).num_steps
 
     @property
     def step(self) -> int:
@@ -209,100 +184,29 @@ class Accelerator:
     # ------------------------------------------------------------------ prepare
     def prepare(self, *args: Any, device_placement: list[bool] | None = None) -> Any:
         """Prepare models, optimizers, schedulers and DataLoaders (in any order); return them in order."""
-        if device_placement is not None and len(device_placement) != len(args):
-            raise PrepareError(
-                f"prepare(device_placement=...) has {len(device_placement)} entries for {len(args)} objects"
-            )
-        placement = device_placement or [self.device_placement] * len(args)
-        result = list(args)
-        params: dict[int, torch.Tensor] = {}
-        for i, obj in enumerate(args):
-            if isinstance(obj, torch.nn.Module):
-                before = list(obj.parameters())
-                result[i] = self.prepare_model(obj, device_placement=placement[i])
-                after = self.strategy.unwrap(result[i]).parameters()
-                params.update({id(old): new for old, new in zip(before, after, strict=False)})
-        for i, obj in enumerate(args):
-            if isinstance(obj, torch.optim.Optimizer):
-                result[i] = self._prepare_optimizer(obj, params)
-        for i, obj in enumerate(args):
-            if _is_scheduler(obj) and not isinstance(obj, AcceleratedScheduler):
-                result[i] = self.prepare_scheduler(obj)
-            elif isinstance(obj, torch.utils.data.DataLoader):
-                result[i] = self.prepare_data_loader(obj, device_placement=placement[i])
+        result = self.prepared.prepare(args, device_placement)
+        self.checkpoints.after_prepare()  # auto-resume after an elastic restart; save on SIGTERM/SIGUSR1
         return result[0] if len(result) == 1 else tuple(result)
 
     def prepare_model(
         self, model: torch.nn.Module, device_placement: bool | None = None, evaluation_mode: bool = False
     ) -> torch.nn.Module:
         """Move a model to the device and wrap it for the strategy (idempotent)."""
-        if any(model is m for m in self._models):
-            return model
-        placement = self.device_placement if device_placement is None else device_placement
-        inner = self.strategy.unwrap(model)
-        if id(inner) not in self._hooks:
-            self._hooks[id(inner)] = self.precision.attach(inner)
-        prepared = model.to(self.device) if evaluation_mode and placement else model
-        if not evaluation_mode:
-            prepared = self.strategy.setup_model(model, placement)
-        self._models.append(prepared)
-        return prepared
-
-    def _prepare_optimizer(
-        self, optimizer: torch.optim.Optimizer, params: dict[int, torch.Tensor]
-    ) -> AcceleratedOptimizer:
-        if isinstance(optimizer, AcceleratedOptimizer):
-            return optimizer
-        known = params or {id(p): p for m in self._models for p in self.strategy.unwrap(m).parameters()}
-        known_ids = set(known) | {id(p) for p in known.values()}
-        for group in optimizer.param_groups:
-            missing = [p for p in group["params"] if id(p) not in known_ids]
-            if missing:
-                raise PrepareError(
-                    f"prepare(): the optimizer holds {len(missing)} parameter(s) of shape {tuple(missing[0].shape)} "
-                    "that belong to no prepared model; pass the model to the same prepare() call (or an earlier one)"
-                )
-            group["params"] = [known.get(id(p), p) for p in group["params"]]
-        wrapped = AcceleratedOptimizer(optimizer, self.precision, self.accumulator)
-        self._optimizers.append(wrapped)
-        return wrapped
+        return self.prepared.model(model, device_placement, evaluation_mode)
 
     def prepare_optimizer(
         self, optimizer: torch.optim.Optimizer, device_placement: bool | None = None
     ) -> AcceleratedOptimizer:
         """Wrap an optimizer whose parameters belong to prepared models."""
-        return self._prepare_optimizer(optimizer, {})
+        return self.prepared.optimizer(optimizer)
 
     def prepare_scheduler(self, scheduler: Any) -> AcceleratedScheduler:
         """Wrap an LR scheduler so that it steps once per real optimizer step."""
-        if isinstance(scheduler, AcceleratedScheduler):
-            return scheduler
-        inner = getattr(scheduler, "optimizer", None)
-        owners = [o for o in self._optimizers if o.optimizer is inner or o is inner] or list(self._optimizers)
-        wrapped = AcceleratedScheduler(scheduler, owners, self.accumulator, self.step_scheduler_with_optimizer)
-        self._schedulers.append(wrapped)
-        return wrapped
+        return self.prepared.scheduler(scheduler)
 
     def prepare_data_loader(self, data_loader: Any, device_placement: bool | None = None) -> PreparedDataLoader:
         """Shard a DataLoader over the processes (idempotent)."""
-        if isinstance(data_loader, PreparedDataLoader):
-            return data_loader
-        cfg = self.dataloader_config
-        placement = self.device_placement if device_placement is None else device_placement
-        seed = cfg.data_seed if cfg.data_seed is not None else _shared_seed(self.device)
-        prepared = shard(
-            data_loader,
-            num_replicas=self.num_processes,
-            rank=self.process_index,
-            device=self.device if placement else torch.device("cpu"),
-            state=self.gradient_state,
-            seed=seed,
-            split_batches=cfg.split_batches,
-            even_batches=cfg.even_batches,
-            non_blocking=cfg.non_blocking,
-        )
-        self._dataloaders.append(prepared)
-        return prepared
+        return self.prepared.data_loader(data_loader, device_placement)
 
     # ------------------------------------------------------------------ training step
     def backward(self, loss: torch.Tensor, num_items: int | torch.Tensor | None = None, **kwargs: Any) -> None:
@@ -363,8 +267,7 @@ class Accelerator:
         """The user's module inside a prepared one (without autocast hooks if ``keep_fp32_wrapper=False``)."""
         inner = self.strategy.unwrap(model)
         if not keep_fp32_wrapper:
-            for handle in self._hooks.pop(id(inner), []):
-                handle.remove()
+            self.prepared.remove_hooks(inner)
         return inner
 
     # ------------------------------------------------------------------ collectives
@@ -393,44 +296,6 @@ class Accelerator:
     def pad_across_processes(self, tensor: Any, dim: int = 0, pad_index: int = 0, pad_first: bool = False) -> Any:
         """Pad to the largest size on any rank."""
         return ops.pad_across_processes(tensor, dim, pad_index, pad_first)
-
-    def wait_for_everyone(self) -> None:
-        """Barrier."""
-        self.state.wait_for_everyone()
-
-    def main_process_first(self) -> contextlib.AbstractContextManager[None]:
-        """Run the block on the main process first."""
-        return self.state.main_process_first()
-
-    def local_main_process_first(self) -> contextlib.AbstractContextManager[None]:
-        """Run the block on each node's main process first."""
-        return self.state.local_main_process_first()
-
-    def split_between_processes(
-        self, inputs: Any, apply_padding: bool = False
-    ) -> contextlib.AbstractContextManager[Any]:
-        """This rank's share of ``inputs``."""
-        return self.state.split_between_processes(inputs, apply_padding)
-
-    def print(self, *args: Any, **kwargs: Any) -> None:
-        """Print on the main process only."""
-        self.state.print(*args, **kwargs)
-
-    def on_main_process(self, function: Callable[..., T]) -> Callable[..., T | None]:
-        """Decorator: main process only."""
-        return self.state.on_main_process(function)
-
-    def on_local_main_process(self, function: Callable[..., T]) -> Callable[..., T | None]:
-        """Decorator: local main process only."""
-        return self.state.on_local_main_process(function)
-
-    def on_last_process(self, function: Callable[..., T]) -> Callable[..., T | None]:
-        """Decorator: last process only."""
-        return self.state.on_last_process(function)
-
-    def on_process(self, function: Callable[..., T] | None = None, process_index: int = 0) -> Any:
-        """Decorator: the given rank only."""
-        return self.state.on_process(function, process_index)
 
     def skip_first_batches(self, dataloader: Any, num_batches: int = 0) -> Any:
         """The rest of the epoch after ``num_batches`` batches."""
@@ -474,6 +339,7 @@ class Accelerator:
         if bad:
             raise PrepareError(f"register_for_checkpointing(): {', '.join(bad)} lack state_dict()/load_state_dict()")
         self._custom_objects.extend(objects)
+        self.checkpoints.after_prepare()
 
     @property
     def trackers(self) -> Any:
@@ -506,10 +372,7 @@ class Accelerator:
 
     def free_memory(self, *objects: Any) -> list[None]:
         """Drop references to prepared objects and release cached device memory."""
-        self._models.clear()
-        self._optimizers.clear()
-        self._schedulers.clear()
-        self._dataloaders.clear()
+        self.prepared.clear()
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -519,40 +382,6 @@ class Accelerator:
 
     def __repr__(self) -> str:
         return f"Accelerator({self.state!r}, mixed_precision={self.mixed_precision}, strategy={self.strategy.name})"
-
-
-def _handlers(handlers: list[KwargsHandler]) -> dict[type, KwargsHandler]:
-    found: dict[type, KwargsHandler] = {}
-    for handler in handlers:
-        if not isinstance(handler, KwargsHandler):
-            raise ConfigError(f"kwargs_handlers: {type(handler).__name__} is not a *Kwargs handler object")
-        if type(handler) in found:
-            raise ConfigError(f"kwargs_handlers: {type(handler).__name__} given twice; pass one of each kind")
-        found[type(handler)] = handler
-    return found
-
-
-H = TypeVar("H", bound=KwargsHandler)
-
-
-def _pick(handlers: dict[type, KwargsHandler], kind: type[H]) -> H | None:
-    found = handlers.get(kind)
-    return found if isinstance(found, kind) else None
-
-
-def _accumulation(steps: int | None, plugin: GradientAccumulationPlugin | None) -> GradientAccumulationPlugin:
-    if plugin is not None and steps not in (None, 1):
-        raise ConfigError("pass gradient_accumulation_steps or gradient_accumulation_plugin, not both")
-    if plugin is not None:
-        return plugin
-    value: object = steps if steps is not None else env.get_int(env.GRADIENT_ACCUMULATION_STEPS) or 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"gradient_accumulation_steps={value!r}: expected an integer >= 1")
-    return GradientAccumulationPlugin(num_steps=value)
-
-
-def _is_scheduler(obj: Any) -> bool:
-    return isinstance(obj, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau))
 
 
 def _has_tensor(data: Any) -> bool:
@@ -565,9 +394,3 @@ def _has_tensor(data: Any) -> bool:
 
     ops.apply(mark, data)
     return found
-
-
-def _shared_seed(device: torch.device) -> int:
-    """A data-order seed drawn from torch's generator on rank 0 (so ``set_seed`` controls it), same on all ranks."""
-    seed = torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64)
-    return int(ops.broadcast(seed.to(device) if device.type != "cpu" else seed).item())

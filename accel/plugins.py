@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from accel import env
 from accel.exceptions import ConfigError
 
 
@@ -151,3 +152,36 @@ class FullyShardedDataParallelPlugin:
     auto_wrap_classes: tuple[type[Any] | str, ...] = field(default_factory=tuple)
     min_num_params: int = 0
     cpu_ram_efficient_loading: bool = False
+
+
+def sort_handlers(handlers: list[KwargsHandler]) -> dict[type, KwargsHandler]:
+    """Index ``kwargs_handlers`` by type; ConfigError for non-handlers and duplicates."""
+    found: dict[type, KwargsHandler] = {}
+    for handler in handlers:
+        if not isinstance(handler, KwargsHandler):
+            raise ConfigError(f"kwargs_handlers: {type(handler).__name__} is not a *Kwargs handler object")
+        if type(handler) in found:
+            raise ConfigError(f"kwargs_handlers: {type(handler).__name__} given twice; pass one of each kind")
+        found[type(handler)] = handler
+    return found
+
+
+H = TypeVar("H", bound=KwargsHandler)
+
+
+def pick_handler(handlers: dict[type, KwargsHandler], kind: type[H]) -> H | None:
+    """The handler of ``kind``, if one was given."""
+    found = handlers.get(kind)
+    return found if isinstance(found, kind) else None
+
+
+def resolve_accumulation(steps: int | None, plugin: GradientAccumulationPlugin | None) -> GradientAccumulationPlugin:
+    """Explicit argument or plugin > ``ACCEL_GRADIENT_ACCUMULATION_STEPS`` > 1."""
+    if plugin is not None and steps not in (None, 1):
+        raise ConfigError("pass gradient_accumulation_steps or gradient_accumulation_plugin, not both")
+    if plugin is not None:
+        return plugin
+    value: object = steps if steps is not None else env.get_int(env.GRADIENT_ACCUMULATION_STEPS) or 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"gradient_accumulation_steps={value!r}: expected an integer >= 1")
+    return GradientAccumulationPlugin(num_steps=value)

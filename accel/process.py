@@ -1,0 +1,101 @@
+"""The process-world members an object gets from owning a :class:`~accel.state.PartialState` as ``self.state``.
+
+``Accelerator`` exposes them exactly as Accelerate does (``accelerator.is_main_process``,
+``accelerator.print``, ``accelerator.main_process_first()`` …); each one delegates to the state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+from accel.state import PartialState
+
+T = TypeVar("T")
+
+
+class ProcessMembers:
+    """Coordinates, barriers and rank-filtered helpers, delegated to ``self.state``."""
+
+    state: PartialState
+
+    @property
+    def device(self) -> torch.device:
+        """Device of this process."""
+        return self.state.device
+
+    @property
+    def num_processes(self) -> int:
+        """World size."""
+        return self.state.num_processes
+
+    @property
+    def process_index(self) -> int:
+        """Global rank."""
+        return self.state.process_index
+
+    @property
+    def local_process_index(self) -> int:
+        """Rank on this node."""
+        return self.state.local_process_index
+
+    @property
+    def is_main_process(self) -> bool:
+        """True on global rank 0."""
+        return self.state.is_main_process
+
+    @property
+    def is_local_main_process(self) -> bool:
+        """True on local rank 0."""
+        return self.state.is_local_main_process
+
+    @property
+    def is_last_process(self) -> bool:
+        """True on the highest rank."""
+        return self.state.is_last_process
+
+    @property
+    def use_distributed(self) -> bool:
+        """True when more than one process cooperates."""
+        return self.state.use_distributed
+
+    def wait_for_everyone(self) -> None:
+        """Barrier."""
+        self.state.wait_for_everyone()
+
+    def main_process_first(self) -> contextlib.AbstractContextManager[None]:
+        """Run the block on the main process first."""
+        return self.state.main_process_first()
+
+    def local_main_process_first(self) -> contextlib.AbstractContextManager[None]:
+        """Run the block on each node's main process first."""
+        return self.state.local_main_process_first()
+
+    def split_between_processes(
+        self, inputs: Any, apply_padding: bool = False
+    ) -> contextlib.AbstractContextManager[Any]:
+        """This rank's share of ``inputs``."""
+        return self.state.split_between_processes(inputs, apply_padding)
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """Print on the main process only."""
+        self.state.print(*args, **kwargs)
+
+    def on_main_process(self, function: Callable[..., T]) -> Callable[..., T | None]:
+        """Decorator: main process only."""
+        return self.state.on_main_process(function)
+
+    def on_local_main_process(self, function: Callable[..., T]) -> Callable[..., T | None]:
+        """Decorator: local main process only."""
+        return self.state.on_local_main_process(function)
+
+    def on_last_process(self, function: Callable[..., T]) -> Callable[..., T | None]:
+        """Decorator: last process only."""
+        return self.state.on_last_process(function)
+
+    def on_process(self, function: Callable[..., T] | None = None, process_index: int = 0) -> Any:
+        """Decorator: the given rank only."""
+        return self.state.on_process(function, process_index)
