@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from accel.data import GradientState, SeededRandomSampler, ShardedBatchSampler, shard, skip_first_batches
+from accel.data import GradientState, shard, skip_first_batches
 from accel.exceptions import ConfigError, PrepareError
+from accel.sampling import SeededRandomSampler, ShardedBatchSampler
 
 
 def _shards(n: int, batch: int, world: int, **kwargs: bool) -> list[list[list[int]]]:
