@@ -270,6 +270,10 @@ class Accelerator(ProcessMembers):
             self.prepared.remove_hooks(inner)
         return inner
 
+    def get_state_dict(self, model: torch.nn.Module, unwrap: bool = True) -> dict[str, torch.Tensor]:
+        """The whole model's state dict on CPU (gathered from shards under FSDP; empty on other ranks there)."""
+        return self.strategy.full_state_dict(model)
+
     # ------------------------------------------------------------------ collectives
     def gather(self, tensor: Any) -> Any:
         """Concatenate tensors from every rank along dim 0."""

@@ -151,3 +151,11 @@ def test_main_process_helpers_in_one_process(capsys: pytest.CaptureFixture[str])
         assert part == [1, 2, 3]
     acc.wait_for_everyone()
     assert acc.is_main_process and acc.is_local_main_process and acc.num_processes == 1
+
+
+def test_get_state_dict_returns_the_user_model_keys() -> None:
+    acc = Accelerator()
+    model = acc.prepare(make_model())
+    state = acc.get_state_dict(model)
+    assert set(state) == set(make_model().state_dict())
+    assert all(t.device.type == "cpu" for t in state.values())
