@@ -11,9 +11,10 @@ Output in --output_dir (default /output):
   project/checkpoints/...   the training state at the end, or when the job was stopped (save_state)
   metrics.json              final loss and evaluation error, world size, steps
 
-Stopping: on SIGTERM or SIGINT (docker stop, compose stop, Ctrl-C; the launcher forwards them to
-every rank) the ranks agree at the next step to stop, save a checkpoint, and exit with 128 + the
-signal number. Started again with the same project folder, the job resumes from that checkpoint.
+Stopping: `docker stop` / `docker compose stop` send SIGTERM; the launcher forwards it to every
+rank, accel saves a checkpoint at the next step boundary on all of them (the job does nothing for
+this: prepare() sets it up) and the launcher exits with 143 (128 + SIGTERM). Started again with
+the same output folder, the job resumes from the latest checkpoint.
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
 import torch
 from torch import nn
@@ -34,20 +33,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from accel import Accelerator, ProjectConfiguration
 
 FEATURES = 16
-
-
-class StopFlag:
-    """Remembers the first stop signal; the training loop polls it once a step."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = self.signum or signum
 
 
 class Progress:
@@ -98,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
             project_dir=str(output / "project"), automatic_checkpoint_naming=True, total_limit=2
         )
     )
-    stop = StopFlag()
-    stop.install()
     torch.manual_seed(args.seed)
 
     train = make_data(args.samples, args.seed)
@@ -126,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     loss_fn = nn.MSELoss()
     start = time.monotonic()
     loss = torch.zeros(())
-    while step < args.steps and not stop.signum:
+    while step < args.steps:
         for x, y in train_dl:
             with acc.accumulate(model):
                 loss = loss_fn(model(x), y)
@@ -143,18 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             if step % args.log_every == 0 or step == args.steps:
                 mean = acc.reduce(loss.detach(), "mean")
                 acc.print(f"step {step:>4}/{args.steps}  loss {mean.item():.4f}  {time.monotonic() - start:.1f} s")
-            # Every rank leaves at the same step: a signal can reach the ranks at different moments.
-            if acc.reduce(torch.tensor(float(stop.signum > 0)), "sum").item() > 0:
-                stop.signum = stop.signum or signal.SIGTERM
-                break
             if step >= args.steps:
                 break
-
-    if stop.signum:
-        where = acc.save_state()
-        acc.print(f"stopped by {signal.Signals(stop.signum).name} at step {step}; checkpoint saved to {where}")
-        acc.end_training()
-        return 128 + stop.signum
 
     model.eval()
     errors = []
