@@ -15,8 +15,6 @@ import runpy
 import sys
 import traceback
 
-from accel.failures import record_failure
-
 _SKIP = (os.path.abspath(__file__), os.path.abspath(runpy.__file__), "<frozen runpy>")
 
 
@@ -52,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
+        from accel.failures import record_failure  # only on failure: keeps rank start-up lean
+
         text = format_traceback(exc)
         record_failure(exc, text)
         sys.stderr.write(text)

@@ -262,41 +262,42 @@ def test_crashing_rank_traceback_comes_first(tmp_path):
 
 @pytest.mark.e2e
 @pytest.mark.multiprocess
-def test_two_machines_on_one_host_train_together(tmp_path, monkeypatch):
+def test_two_machines_on_one_host_train_together(tmp_path):
+    """Machine 0 is configured by flags, machine 1 like a Kubeflow pod (RANK/WORLD_SIZE/MASTER_*)."""
+    from accel import env
+
     out = tmp_path / "out"
     out.mkdir()
-    port = free_port()
-    common = ["launch", "--num_machines", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    port = str(free_port())
+    base = {**env.snapshot(), "XDG_CONFIG_HOME": str(tmp_path)}
+    launch = [sys.executable, "-m", "accel", "launch", "--num_processes", "1"]
+    machine0 = [*launch, "--num_machines", "2", "--machine_rank", "0", "--main_process_ip", "127.0.0.1"]
+    machine0 += ["--main_process_port", port]
+    pod1 = {**base, "RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "accel",
-                *common,
-                "--machine_rank",
-                str(rank),
-                "--num_processes",
-                "1",
-                str(SCRIPTS / "world.py"),
-                str(out),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in (0, 1)
+        subprocess.Popen([*cmd, str(SCRIPTS / "world.py"), str(out)], stderr=subprocess.PIPE, text=True, env=environ)
+        for cmd, environ in ((machine0, base), (launch, pod1))
     ]
-    outputs = [proc.communicate(timeout=180) for proc in procs]
-    for proc, (_, err) in zip(procs, outputs, strict=True):
+    errors = [proc.communicate(timeout=180)[1] for proc in procs]
+    for proc, err in zip(procs, errors, strict=True):
         assert proc.returncode == 0, err
-    assert "1 process x 2 machines" in outputs[0][1]
+    assert "1 process x 2 machines (this is machine 0)" in errors[0]
+    assert "1 process x 2 machines (this is machine 1)" in errors[1]
     ranks = _ranks(out)
     assert sorted(ranks) == [0, 1]
     assert {seen["world_size"] for seen in ranks.values()} == {2}
     assert {seen["sum"] for seen in ranks.values()} == {3.0}
     assert ranks[0]["params"] == ranks[1]["params"]
+
+
+@pytest.mark.e2e
+@pytest.mark.multiprocess
+def test_max_restarts_restarts_the_group_after_a_failure(tmp_path):
+    args = ["launch", "--num_processes", "2", "--max_restarts", "1", str(SCRIPTS / "flaky.py"), str(tmp_path)]
+    result = run_cli(*args, env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "RuntimeError: first attempt fails" in result.stderr
+    assert sorted(p.name for p in tmp_path.glob("rank*")) == ["rank0-attempt1", "rank1-attempt1"]
 
 
 @pytest.mark.e2e
