@@ -242,7 +242,7 @@ def announcement(r: Resolved, p: LaunchPlan, target: str, prefix: str = "accel l
     """The one launch line: config file, world, device, precision, rendezvous and any defaults chosen."""
     procs = f"{p.nproc_per_node} process{'es' if p.nproc_per_node > 1 else ''}"
     world = procs if p.num_machines == 1 else f"{procs} x {p.num_machines} machines (this is machine {p.machine_rank})"
-    device = "CPU (gloo)" if p.use_cpu else "GPU (nccl)"
+    device = ("CPU" if p.use_cpu else "GPU") + ((" (gloo)" if p.use_cpu else " (nccl)") if p.world_size > 1 else "")
     notes = "".join(f"; {note}" for note in p.notes)
     return (
         f"{prefix}: config {r.describe_file()}; {world} on {device}; mixed_precision {r['mixed_precision']}; "

@@ -26,7 +26,8 @@ def _world(acc: Any) -> str:
     requested = env.get_int(env.REQUESTED_WORLD_SIZE)
     if requested is not None and acc.num_processes != requested:
         raise AssertionError(f"world size {acc.num_processes} != requested {requested}")
-    return f"{acc.num_processes} processes ({acc.distributed_type.value}, device {acc.device.type})"
+    noun = "process" if acc.num_processes == 1 else "processes"
+    return f"{acc.num_processes} {noun} ({acc.distributed_type.value}, device {acc.device.type})"
 
 
 def _collectives(acc: Any) -> str:
