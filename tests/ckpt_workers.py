@@ -1,0 +1,123 @@
+"""Training loops shared by the checkpoint tests: in-process, on 2 gloo ranks, and as launched scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from accel import Accelerator, ProjectConfiguration
+from accel.rng import set_seed
+
+SAMPLES = 40
+BATCH = 4
+
+
+class Counter:
+    """A registered object with plain and numpy state."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.history = np.zeros(3)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": np.int64(self.count), "history": self.history.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = int(state["count"])
+        self.history = np.asarray(state["history"]).copy()
+
+
+def build(project_dir: str | None = None, accumulation: int = 1, **config: Any) -> tuple[Any, ...]:
+    """A seeded model (with dropout), AdamW, LambdaLR, a shuffled DataLoader and a registered counter."""
+    set_seed(1234)
+    project = ProjectConfiguration(project_dir=project_dir, **config) if project_dir else None
+    acc = Accelerator(project_config=project, gradient_accumulation_steps=accumulation)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Dropout(0.2), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    data = torch.randn(SAMPLES, 6, generator=torch.Generator().manual_seed(0))
+    target = data.sum(dim=1, keepdim=True)
+    loader = DataLoader(TensorDataset(data, target), batch_size=BATCH, shuffle=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=np.float64(1e-2))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + 0.1 * step))
+    model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
+    counter = Counter()
+    acc.register_for_checkpointing(counter)
+    return acc, model, opt, loader, sched, counter
+
+
+def train_step(acc: Any, model: Any, opt: Any, sched: Any, counter: Counter, batch: Any) -> None:
+    """One micro-step, with noise from every RNG so that a wrong restore shows."""
+    x, y = batch
+    with acc.accumulate(model):
+        noise = torch.randn(()) * 1e-3 + float(np.random.rand()) * 1e-3
+        loss = torch.nn.functional.mse_loss(model(x), y) + noise
+        acc.backward(loss)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    counter.count += 1
+    counter.history[counter.count % 3] += float(loss.detach())
+
+
+def params(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Detached copies of the parameters."""
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def run_plain(epochs: int, **build_kwargs: Any) -> list[torch.Tensor]:
+    """Uninterrupted training."""
+    acc, model, opt, loader, sched, counter = build(**build_kwargs)
+    for _ in range(epochs):
+        for batch in loader:
+            train_step(acc, model, opt, sched, counter, batch)
+    return [p.detach().clone() for p in acc.unwrap_model(model).parameters()]
+
+
+def run_until(epochs: int, stop_epoch: int, stop_batch: int, ckpt: str, **build_kwargs: Any) -> int:
+    """Train ``stop_batch`` batches into ``stop_epoch``, save and stop; returns the steps taken."""
+    acc, model, opt, loader, sched, counter = build(**build_kwargs)
+    for epoch in range(epochs):
+        for i, batch in enumerate(loader):
+            train_step(acc, model, opt, sched, counter, batch)
+            if (epoch, i + 1) == (stop_epoch, stop_batch):
+                acc.save_state(ckpt)
+                return counter.count
+    raise AssertionError("stop point never reached")
+
+
+def resume_plain(epochs: int, ckpt: str, **build_kwargs: Any) -> list[torch.Tensor]:
+    """Fresh objects, load, continue with plain iteration (the DataLoader resumes mid-epoch itself)."""
+    acc, model, opt, loader, sched, counter = build(**build_kwargs)
+    set_seed(999)  # a different RNG state, which load_state must overwrite
+    acc.load_state(ckpt)
+    start = loader.state_dict()["epoch"]
+    for _ in range(start, epochs):
+        for batch in loader:
+            train_step(acc, model, opt, sched, counter, batch)
+    return [p.detach().clone() for p in acc.unwrap_model(model).parameters()]
+
+
+def resume_idiom(epochs: int, ckpt: str, epoch: int, skip: int, **build_kwargs: Any) -> list[torch.Tensor]:
+    """Accelerate's documented idiom: load, skip_first_batches for the rest of the epoch, then plain."""
+    acc, model, opt, loader, sched, counter = build(**build_kwargs)
+    acc.load_state(ckpt)
+    for batch in acc.skip_first_batches(loader, skip):
+        train_step(acc, model, opt, sched, counter, batch)
+    for _ in range(epoch + 1, epochs):
+        for batch in loader:
+            train_step(acc, model, opt, sched, counter, batch)
+    return [p.detach().clone() for p in acc.unwrap_model(model).parameters()]
+
+
+def dist_resume_case(tmp: str, accumulation: int) -> bool:
+    """2 ranks: plain == save mid-epoch + resume (plain loop) == resume (Accelerate idiom)."""
+    full = run_plain(3, accumulation=accumulation)
+    ckpt = str(Path(tmp) / "ckpt")
+    run_until(3, 1, 2, ckpt, accumulation=accumulation)
+    resumed = resume_plain(3, ckpt, accumulation=accumulation)
+    idiom = resume_idiom(3, ckpt, 1, 2, accumulation=accumulation)
+    torch.distributed.destroy_process_group()
+    return all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(full, resumed, idiom, strict=True))
