@@ -11,6 +11,7 @@ checkpoint saved on N ranks loads on M ranks, or into an unsharded model in one 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,9 @@ def load(acc: Any, directory: Path, strict: bool = True) -> None:
         keys = {k for k in template if k.startswith(f"optimizer_{j}.")}
         _check(store, f"optimizer_{j}.", keys, stored, True)
         wanted.update({k: template[k] for k in stored})
-    dcp_load(wanted, storage_reader=HuggingFaceStorageReader(str(store)), no_dist=not dist.is_initialized())
+    with warnings.catch_warnings():  # DCP warns whenever it runs without a process group, which is intended here
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        dcp_load(wanted, storage_reader=HuggingFaceStorageReader(str(store)), no_dist=not dist.is_initialized())
     for i, model in enumerate(acc._models):
         prefix = f"model_{i}."
         state = {k[len(prefix) :]: v for k, v in wanted.items() if k.startswith(prefix)}
