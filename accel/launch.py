@@ -192,6 +192,9 @@ def plan(
     notes: list[str] = []
     use_cpu, nproc = _devices(r, gpu_count, notes)
     host, port = _rendezvous(r, port_free, pick_port, notes)
+    pod_keys = [key for key in ("num_machines", "machine_rank") if "Kubeflow" in r.source(key)]
+    if pod_keys:
+        notes.append("machines from the pod's RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (Kubeflow)")
     machines = r["num_machines"]
     timeout = r["rdzv_timeout"]
     configs: dict[str, Any] = {"timeout": timeout, "join_timeout": timeout, "read_timeout": min(timeout, 60)}

@@ -283,6 +283,7 @@ def test_two_machines_on_one_host_train_together(tmp_path):
         assert proc.returncode == 0, err
     assert "1 process x 2 machines (this is machine 0)" in errors[0]
     assert "1 process x 2 machines (this is machine 1)" in errors[1]
+    assert "machines from the pod's RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (Kubeflow)" in errors[1]
     ranks = _ranks(out)
     assert sorted(ranks) == [0, 1]
     assert {seen["world_size"] for seen in ranks.values()} == {2}
