@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from accel.launch import LaunchPlan
 
-SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT"
+SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"  # forwarded to every rank (SIGUSR1: SLURM preemption)
 
 
 def launch_config(plan: LaunchPlan, start_method: str = "spawn", log_dir: str | None = None) -> LaunchConfig:

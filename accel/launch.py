@@ -44,8 +44,10 @@ ACCEL_PROJECT_DIR (when set) and torch's RANK, LOCAL_RANK, WORLD_SIZE, MASTER_AD
 Across machines the rendezvous is c10d at main_process_ip:main_process_port, hosted by machine 0
 (node ranks follow join order; use --rdzv_backend static to pin them to --machine_rank).
 When a rank fails, the first failure is reported first with its rank, host, exit code and
-traceback, the other ranks are stopped, and the exit code is the failing rank's. SIGINT and SIGTERM
-are forwarded to every rank, which are stopped before the launcher exits.
+traceback, the other ranks are stopped, and the exit code is the failing rank's. SIGINT, SIGTERM,
+SIGHUP, SIGQUIT and SIGUSR1 are forwarded to every rank (a rank may save a checkpoint on SIGTERM or
+SIGUSR1); ranks still running after --shutdown_timeout seconds are killed; the launcher exits with
+128 + the signal number and leaves no process behind.
 """
 
 from __future__ import annotations

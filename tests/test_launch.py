@@ -327,7 +327,7 @@ def test_unreachable_rendezvous_fails_in_bounded_time(tmp_path):
 
 @pytest.mark.e2e
 @pytest.mark.multiprocess
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
 def test_signals_reach_every_rank_and_leave_no_orphans(tmp_path, monkeypatch, sig):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     cmd = [

@@ -116,3 +116,17 @@ def test_invalid_arguments_are_config_errors(monkeypatch, tmp_path, kwargs, patt
         notebook_launcher(report, args=("x",), **kwargs)
     with pytest.raises(ConfigError, match="needs a function"):
         notebook_launcher(42, num_processes=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.multiprocess
+def test_spawn_when_cuda_is_initialised_here(monkeypatch, tmp_path, capsys):
+    import torch
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    results = notebook_launcher(report, args=("spawned",), num_processes=2)
+    assert {seen["tag"] for seen in results.values()} == {"spawned"}
+    assert {seen["world"] for seen in results.values()} == {2}
+    assert "report() (spawn)" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="cannot be pickled"):
+        notebook_launcher(lambda: None, num_processes=2)
