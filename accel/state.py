@@ -185,6 +185,21 @@ class PartialState:
     def _init_group(self, world: World, timeout: datetime.timedelta) -> None:
         if _is_loopback(world.master_addr) and self.backend == "gloo":
             env.update({"GLOO_SOCKET_IFNAME": env.get("GLOO_SOCKET_IFNAME") or "lo"})
+        restart = env.get_int(env.TORCHELASTIC_RESTART_COUNT) or 0
+        if world.source == "torchrun" and restart > 0 and env.get(env.TORCHELASTIC_USE_AGENT_STORE) == "True":
+            # The elastic agent keeps one store across restarts: without a per-attempt prefix, a restarted
+            # rank can read a peer address left by the previous attempt and fail to connect.
+            store = dist.TCPStore(  # type: ignore[attr-defined]
+                world.master_addr or "127.0.0.1", world.master_port or 0, world.world_size, False, timeout=timeout
+            )
+            dist.init_process_group(
+                self.backend,
+                store=dist.PrefixStore(f"accel/attempt_{restart}", store),  # type: ignore[attr-defined]
+                rank=world.rank,
+                world_size=world.world_size,
+                timeout=timeout,
+            )
+            return
         if world.source in ("torchrun", "env"):
             init_method = "env://"
         else:
