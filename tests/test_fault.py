@@ -68,3 +68,40 @@ def test_sigterm_saves_on_every_rank_and_exits_cleanly(tmp_path: Path, reference
     result = run_cli(*LAUNCH, str(SCRIPT), str(tmp_path), "resume", env={"XDG_CONFIG_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert _same(_final(tmp_path), reference)
+
+
+def _load_both(project: Path) -> None:
+    from accel import Accelerator, ProjectConfiguration
+
+    config = ProjectConfiguration(project_dir=str(project), automatic_checkpoint_naming=True)
+    for where in (None, project / "fixed"):
+        acc = Accelerator(project_config=config)
+        model = torch.nn.Sequential(torch.nn.Linear(1024, 2048), torch.nn.Linear(2048, 1024))
+        model, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+        loaded = Path(acc.load_state(where))
+        on_disk = safetensors.torch.load_file(loaded / "model.safetensors")
+        assert all(torch.equal(on_disk[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("delays", [(0.05, 0.3, 0.17)])
+def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path: Path, delays: tuple[float, ...]) -> None:
+    script = ROOT / "tests" / "scripts" / "ckpt_save_loop.py"
+    for delay in delays:
+        before = len(list(tmp_path.glob("saved-*")))
+        proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while len(list(tmp_path.glob("saved-*"))) <= before and proc.poll() is None:
+                assert time.monotonic() < deadline, "no save completed"
+                time.sleep(0.01)
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(delay)
+        finally:
+            proc.kill()  # SIGKILL: no handler, no cleanup
+            proc.communicate()
+        for path in tmp_path.glob("saved-*"):
+            path.unlink()
+        _load_both(tmp_path)
+        assert (tmp_path / "checkpoints" / "latest").read_text().strip().startswith("checkpoint_")
+    # the last run's saves cleaned up the staging directories its killed predecessors left behind
+    assert len(list((tmp_path / "checkpoints").glob(".tmp-*"))) <= 1

@@ -64,6 +64,8 @@ class Checkpointer:
 
     def _target(self, output_dir: str | Path | None) -> Path:
         cfg = self.acc.project_configuration
+        if output_dir is not None:  # an explicit directory wins (Accelerate silently ignores it)
+            return Path(output_dir).absolute()
         if cfg.automatic_checkpoint_naming:
             final = self.checkpoints_dir / f"checkpoint_{cfg.iteration}"
             if (final / atomic.MANIFEST).exists():
@@ -72,11 +74,9 @@ class Checkpointer:
                     "or use another project_dir"
                 )
             return final
-        if output_dir is None:
-            raise CheckpointError(
-                "save_state() needs an output_dir, or ProjectConfiguration(automatic_checkpoint_naming=True)"
-            )
-        return Path(output_dir).absolute()
+        raise CheckpointError(
+            "save_state() needs an output_dir, or ProjectConfiguration(automatic_checkpoint_naming=True)"
+        )
 
     def find_latest(self) -> Path | None:
         """The newest complete checkpoint of this project (``latest`` pointer first), or None."""

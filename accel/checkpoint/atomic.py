@@ -121,10 +121,12 @@ def numbered(parent: Path) -> list[Path]:
 
 
 def prune(parent: Path, keep: int, protect: Path) -> list[Path]:
-    """Delete the oldest ``checkpoint_N`` beyond ``keep`` (never ``protect``); returns what was removed."""
+    """Delete the oldest ``checkpoint_N`` beyond ``keep`` (never ``protect``) and older interrupted saves."""
     existing = [p for p in numbered(parent) if p != protect]
     doomed = existing[: max(len(existing) - (keep - 1), 0)]
-    for path in doomed:
+    current = number(protect) or 0
+    stale = [p for p in parent.glob(".tmp-checkpoint_*") if (number(p.with_name(p.name[5:])) or current) < current]
+    for path in doomed + stale:  # stale: staging directories of saves killed before they completed
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(path)
     return doomed
