@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from accel import env
-from accel.config import Resolved, Setting, resolve
+from accel.config import Resolved, resolve
 from accel.config.schema import to_text
 from accel.exceptions import ConfigError, LaunchError
 from accel.launch_args import LaunchRequest, parse_args
@@ -117,10 +117,20 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def free_port(host: str) -> int:
-    """A port that is free on ``host`` right now (the OS picks it)."""
+    """A port that is free on ``host`` right now (the OS picks it).
+
+    Raises:
+        ConfigError: ``host`` is not an address of this machine.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise ConfigError(
+                f"main_process_ip {host!r} is not an address of this machine ({exc.strerror or exc}); "
+                "on one machine leave it unset (127.0.0.1)"
+            ) from None
         return int(probe.getsockname()[1])
 
 
@@ -306,8 +316,3 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(__doc__ or "")
         return 0
     return run(request)
-
-
-def flags_from(values: dict[str, Any]) -> dict[str, Setting]:
-    """Wrap plain values as explicit settings (for callers that are not the CLI)."""
-    return {key: Setting(value, "argument") for key, value in values.items() if value is not None}

@@ -157,6 +157,11 @@ def test_plan_replaces_a_busy_port_on_one_machine_and_says_so(tmp_path):
     assert "port 29500 is busy; using free port 41000" in p.notes
 
 
+def test_plan_rejects_a_foreign_address_on_one_machine(tmp_path):
+    with pytest.raises(ConfigError, match=r"'192\.0\.2\.1' is not an address of this machine"):
+        plan(_resolve(tmp_path, main_process_ip="192.0.2.1"), gpu_count=0)
+
+
 def test_plan_multi_machine_rules(tmp_path):
     with pytest.raises(ConfigError, match=r"need the address of machine 0"):
         plan(_resolve(tmp_path, num_machines=2), gpu_count=0)
