@@ -1,0 +1,7 @@
+"""python -m accel.matrix"""
+
+import sys
+
+from accel.matrix.runner import main
+
+sys.exit(main())
