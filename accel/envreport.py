@@ -86,26 +86,27 @@ def _shm() -> list[str]:
     return [line]
 
 
-def _gpus() -> list[str]:
+def _gpu_rows() -> tuple[list[str], str]:
+    """GPU descriptions and where they came from (nvidia-smi, procfs), without importing torch."""
     smi = shutil.which("nvidia-smi")
     if smi:
-        out = subprocess.run(
-            [smi, "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        rows = [row.strip() for row in out.stdout.splitlines() if row.strip()]
+        query = [smi, "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"]
+        out = subprocess.run(query, capture_output=True, text=True, timeout=10, check=False)
         if out.returncode == 0:
-            return [f"gpus: {len(rows)}"] + [f"  gpu {row}" for row in rows]
-        return [
-            f"gpus: nvidia-smi failed ({out.stderr.strip().splitlines()[0] if out.stderr.strip() else out.returncode})"
-        ]
+            return [row.strip() for row in out.stdout.splitlines() if row.strip()], "nvidia-smi"
+        detail = out.stderr.strip().splitlines()[0] if out.stderr.strip() else str(out.returncode)
+        return [], f"nvidia-smi failed: {detail}"
     procfs = Path("/proc/driver/nvidia/gpus")
     if procfs.is_dir():
-        return [f"gpus: {len(list(procfs.iterdir()))} (from /proc/driver/nvidia; nvidia-smi not on PATH)"]
-    return ["gpus: none found (no nvidia-smi, no /proc/driver/nvidia)"]
+        return [p.name for p in sorted(procfs.iterdir())], "/proc/driver/nvidia; nvidia-smi not on PATH"
+    return [], "no nvidia-smi, no /proc/driver/nvidia"
+
+
+def _gpus() -> list[str]:
+    rows, origin = _gpu_rows()
+    if not rows:
+        return [f"gpus: none found ({origin})"]
+    return [f"gpus: {len(rows)} (from {origin})"] + [f"  gpu {row}" for row in rows]
 
 
 def detect_cluster(environ: Mapping[str, str]) -> str:
@@ -147,6 +148,20 @@ def _settings(config_file: str | None) -> list[str]:
         value = resolved[key]
         shown = ("unset" if key == "project_dir" else "auto") if value is None else value
         lines.append(f"  {key:<28} {shown!s:<24} {resolved.source(key)}")
+    from accel.exceptions import AccelError
+    from accel.launch import plan
+
+    try:
+        launch = plan(resolved, len(_gpu_rows()[0]), port_free=lambda host, port: True, pick_port=lambda host: 0)
+    except AccelError as exc:
+        lines.append(f"accel launch would fail: {exc}")
+        return lines
+    where = "CPU" if launch.use_cpu else "GPU"
+    notes = "".join(f"; {note}" for note in launch.notes)
+    lines.append(
+        f"accel launch would run: {launch.nproc_per_node} process(es) x {launch.num_machines} machine(s) on {where}, "
+        f"world size {launch.world_size}{notes}"
+    )
     return lines
 
 

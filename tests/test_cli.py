@@ -101,6 +101,8 @@ def test_env_reports_values_with_sources_and_survives_a_bad_config(home, tmp_pat
     assert f"config file: {home} (user file)" in out
     assert f"file {home}" in next(line for line in out.splitlines() if line.strip().startswith("num_processes"))
     assert "ACCEL_MIXED_PRECISION" in next(line for line in out.splitlines() if line.strip().startswith("mixed_prec"))
+    assert "accel launch would run: 2 process(es) x 1 machine(s) on CPU, world size 2" in out
+    assert "accel launch would fail: GPUs were requested" in run_cli("env", env={"ACCEL_USE_CPU": "0"}).stdout
     kubeflow = run_cli("env", env={"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "m", "MASTER_PORT": "1"})
     assert "Kubeflow PyTorchJob pod 1 of 2" in kubeflow.stdout
     home.write_text("num_processes: [2\n")
