@@ -67,20 +67,16 @@ def _config_default(argv: list[str]) -> int:
     parser.add_argument("--config_file", "--config-file", dest="config_file")
     parser.add_argument("--force", action="store_true")
     for key in KEYS:
-        parser.add_argument(f"--{key}", f"--{key.replace('_', '-')}", dest=key)
+        parser.add_argument(*sorted({f"--{key}", f"--{key.replace('_', '-')}"}), dest=key)
     args = parser.parse_args(argv)
     values = {k: parse_text(k, getattr(args, k), f"--{k}") for k in KEYS if getattr(args, k) is not None}
     values.setdefault("mixed_precision", "no")
     path = _target(args.config_file)
-    if args.force:
-        written = write_config(path, values)
+    written = write_config(path, values) if args.force else write_basic_config(save_location=path, **values)
+    if written is False:
+        sys.stderr.write(f"accel config: {path} exists; kept it (use --force to overwrite, or `config set`)\n")
     else:
-        result = write_basic_config(save_location=path, **values)
-        if result is False:
-            sys.stderr.write(f"accel config: {path} exists; kept it (use --force to overwrite, or `config set`)\n")
-            return 0
-        written = result  # type: ignore[assignment]
-    sys.stdout.write(f"accel config: wrote {written}\n")
+        sys.stdout.write(f"accel config: wrote {written}\n")
     return 0
 
 
