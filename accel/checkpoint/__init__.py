@@ -225,11 +225,15 @@ class Checkpointer:
         acc = self.acc
         for i, model in enumerate(acc._models):
             path = directory / parts.indexed("model", i)
-            state, _meta = tensorfile.read(path)
+            current = acc.strategy.unwrap(model).state_dict()
             if strict:
-                expected = acc.strategy.unwrap(model).state_dict()
-                parts.check_model_keys(path, state, expected)
-            acc.strategy.load_full_state_dict(model, state, strict=strict)
+                header, _meta, _start = tensorfile.read_header(path)
+                parts.check_model_keys(path, header, current)
+            in_place = current if acc.strategy.name != "fsdp" else {}
+            state, _meta = tensorfile.read(path, into=in_place)  # straight into the parameters when possible
+            rest = {k: v for k, v in state.items() if in_place.get(k) is not v}
+            if rest or not strict:
+                acc.strategy.load_full_state_dict(model, state, strict=strict)
         if acc.strategy.name == "fsdp" and acc._optimizers:
             raise CheckpointError(
                 f"{directory} holds full (unsharded) optimizer states, written with strategy "

@@ -56,14 +56,14 @@ def save_model_file(path: Path, state: dict[str, torch.Tensor]) -> None:
     tensorfile.write(path, state, {"format": "pt"})
 
 
-def check_model_keys(path: Path, found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    """CheckpointError listing missing / unexpected keys and shape differences."""
+def check_model_keys(path: Path, found: dict[str, dict[str, Any]], expected: dict[str, torch.Tensor]) -> None:
+    """CheckpointError listing missing / unexpected keys and shape differences (``found``: the file's header)."""
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
     shapes = [
-        f"{k}: file {tuple(found[k].shape)} vs model {tuple(v.shape)}"
+        f"{k}: file {tuple(found[k]['shape'])} vs model {tuple(v.shape)}"
         for k, v in expected.items()
-        if k in found and tuple(found[k].shape) != tuple(v.shape)
+        if k in found and tuple(found[k]["shape"]) != tuple(v.shape)
     ]
     problems = []
     if missing:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,6 +39,8 @@ for _attr, _code in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"), (
 _DTYPES = {code: dtype for dtype, code in _NAMES.items()}
 _MAX_HEADER = 100 * 2**20
 _CHUNK = 1 << 30
+_PIECE = 64 * 2**20
+_READERS = 4
 
 
 def _as_bytes(tensor: torch.Tensor) -> memoryview:
@@ -112,31 +115,66 @@ def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, 
     return header, metadata, 8 + length
 
 
-def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """All tensors of a safetensors file (views into one buffer) and its metadata."""
+def _bytes_of(tensor: torch.Tensor) -> memoryview:
+    return memoryview(tensor.reshape(-1).view(torch.uint8).numpy().data)
+
+
+def _fill(path: Path, jobs: list[tuple[int, memoryview]]) -> None:
+    """Read ``(file offset, destination)`` jobs with a few concurrent streams (pread releases the GIL)."""
+    pieces = [(off + i, view[i : i + _PIECE]) for off, view in jobs for i in range(0, len(view), _PIECE)]
+    fd = os.open(path, os.O_RDONLY)
+
+    def piece(job: tuple[int, memoryview]) -> None:
+        offset, view = job
+        done = 0
+        while done < len(view):
+            got = os.preadv(fd, [view[done:]], offset + done)
+            if got <= 0:
+                raise CheckpointError(f"{path} is truncated: read stopped at byte {offset + done}")
+            done += got
+
+    try:
+        with ThreadPoolExecutor(_READERS) as pool:
+            list(pool.map(piece, pieces))
+    finally:
+        os.close(fd)
+
+
+def _fits(target: torch.Tensor | None, dtype: torch.dtype, shape: list[int]) -> bool:
+    return (
+        target is not None
+        and target.device.type == "cpu"
+        and target.dtype == dtype
+        and list(target.shape) == shape
+        and target.is_contiguous()
+        and target.numel() > 0
+    )
+
+
+def read(
+    path: str | Path, into: dict[str, torch.Tensor] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors of a safetensors file and its metadata.
+
+    Entries whose tensor in ``into`` has the same dtype and shape (contiguous, on the CPU) are read
+    straight into its memory and returned as that tensor; the others are freshly allocated.
+    """
     path = Path(path)
     header, metadata, start = read_header(path)
-    total = max((_offsets(e)[1] for e in header.values()), default=0)
-    buffer = torch.empty(total, dtype=torch.uint8)
-    with open(path, "rb", buffering=0) as handle:
-        handle.seek(start)
-        view = memoryview(buffer.numpy().data) if total else memoryview(bytearray())
-        done = 0
-        while done < total:
-            got = handle.readinto(view[done : done + _CHUNK])
-            if not got:
-                raise CheckpointError(f"{path} is truncated: read {done} of {total} data bytes")
-            done += got
     tensors: dict[str, torch.Tensor] = {}
+    jobs: list[tuple[int, memoryview]] = []
     for name, entry in header.items():
         dtype = _DTYPES.get(str(entry["dtype"]))
         if dtype is None:
             raise CheckpointError(f"{path}: tensor {name!r} has dtype {entry['dtype']}, which accel cannot read")
-        begin, finish = _offsets(entry)
-        chunk = buffer[begin:finish]
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if begin % itemsize:
-            chunk = chunk.clone()
         shape = [int(d) for d in entry["shape"]]
-        tensors[name] = chunk.view(dtype).reshape(shape) if chunk.numel() else torch.empty(shape, dtype=dtype)
+        target = (into or {}).get(name)
+        tensor = target if target is not None and _fits(target, dtype, shape) else torch.empty(shape, dtype=dtype)
+        begin, end = _offsets(entry)
+        if end - begin != tensor.numel() * tensor.element_size():
+            raise CheckpointError(f"{path}: tensor {name!r} has {end - begin} bytes for shape {shape} {entry['dtype']}")
+        if tensor.numel():
+            jobs.append((start + begin, _bytes_of(tensor)))
+        tensors[name] = tensor
+    _fill(path, jobs)
     return tensors, metadata
