@@ -16,10 +16,6 @@ batches of uneven ones are not used as step boundaries. A second signal, or a si
 prepared DataLoader is being iterated, restores the previous handler and re-delivers the signal
 (the process stops as it would have).
 
-torch's elastic agent forwards SIGTERM to all of them; ``scancel --signal=USR1`` and
-Kubernetes do too). A second signal, or a signal while no prepared DataLoader is being iterated,
-restores the previous handler and re-delivers the signal (the process stops as it would have).
-
 torch's elastic agent forwards SIGTERM to every rank and kills them after
 ``--shutdown_timeout`` seconds (default 30): a step plus a save must fit in that grace period.
 """

@@ -54,6 +54,7 @@ def train(
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loader = DataLoader(make_data(n), batch_size=batch_size, shuffle=shuffle)
     model, opt, loader = acc.prepare(model, opt, loader)
+    all_reduces = _count_all_reduces(model)
     seen: list[int] = []
     optimizer_steps = 0
     for _ in range(epochs):
@@ -78,9 +79,25 @@ def train(
         "type": acc.distributed_type.value,
         "optimizer_steps": optimizer_steps,
         "mixed_precision": acc.mixed_precision,
+        "all_reduces": all_reduces["calls"],
     }
     acc.state.destroy_process_group()
     return result
+
+
+def _count_all_reduces(model: torch.nn.Module) -> dict[str, int]:
+    """Count DDP gradient all-reduces (one bucket per backward for these small models)."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    counter = {"calls": 0}
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+
+        def hook(state, bucket):  # type: ignore[no-untyped-def]  # DDP rejects non-GradBucket annotations
+            counter["calls"] += 1
+            return default_hooks.allreduce_hook(state, bucket)
+
+        model.register_comm_hook(None, hook)
+    return counter
 
 
 def reference(order: list[int], global_batch: int, n: int) -> torch.Tensor:
