@@ -29,7 +29,9 @@ def main() -> int:
 
     import_s = time.monotonic() - start
     print(f"smoke: python {sys.version.split()[0]}, torch {torch.__version__}, accel {accel.__file__}")
-    if torch.__version__ != args.torch:
+    # A pin without a local label (2.14.1) accepts the build's label (2.14.1+cu130); 2.13.0+cpu must match.
+    found = torch.__version__ if "+" in args.torch else torch.__version__.split("+")[0]
+    if found != args.torch:
         raise SystemExit(f"smoke: torch is {torch.__version__}, the cell pins {args.torch}")
     if args.variant == "cpu" and torch.version.cuda is not None:
         raise SystemExit(f"smoke: the cpu image has a CUDA torch ({torch.version.cuda})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from docker import DockerClient
 
 IMPORT_SAMPLES = 5
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LABEL = "org.accel.matrix"
 
 
@@ -157,9 +159,10 @@ def build(client: DockerClient, root: Path, cell: Cell) -> tuple[float, int]:
                 labels={LABEL: "1"},
             )
     except docker.errors.BuildError as exc:
-        lines = [str(chunk.get("stream", "")).strip() for chunk in exc.build_log]
-        tail = " | ".join(line for line in lines if line)[-300:]
-        raise StageError("build", f"{exc.msg}: {tail}") from None
+        text = "".join(str(chunk.get("stream", "")) for chunk in exc.build_log)
+        lines = [line.strip() for line in ANSI.sub("", text).splitlines() if line.strip()]
+        tail = [line for line in lines if not line.startswith(("Removing intermediate", "---> "))][-2:]
+        raise StageError("build", " / ".join(tail)[-240:]) from None
     seconds = time.monotonic() - start
     size = int(image.attrs["Size"])
     log(f"{cell.id}: built in {seconds:.1f} s, {size / 1e9:.3f} GB")
