@@ -89,16 +89,19 @@ class _Autocast(Precision):
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def attach(self, model: torch.nn.Module) -> list[Any]:
-        stack: list[contextlib.AbstractContextManager[Any]] = []
+        stack: list[torch.autocast] = []
+        device_type, dtype, half = self.device.type, self.dtype, (torch.float16, torch.bfloat16)
 
         def enter(_module: torch.nn.Module, _args: Any) -> None:
-            ctx = self.autocast()
-            ctx.__enter__()
+            ctx = torch.autocast(device_type=device_type, dtype=dtype)
+            ctx.__enter__()  # type: ignore[no-untyped-call]
             stack.append(ctx)
 
         def leave(_module: torch.nn.Module, _args: Any, output: Any) -> Any:
             if stack:
                 stack.pop().__exit__(None, None, None)
+            if type(output) is torch.Tensor:  # the common case, without the generic walk
+                return output.float() if output.dtype in half else output
             return _to_fp32(output)
 
         return [model.register_forward_pre_hook(enter), model.register_forward_hook(leave, always_call=True)]

@@ -41,13 +41,16 @@ def run_worker(python: str, impl: str, model: str, accum: int, precision: str, b
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def import_time(python: str, statement: str, repeat: int) -> float:
-    samples = []
+def import_times(python: str, statements: list[str], repeat: int) -> list[float]:
+    """Median wall time of a fresh interpreter running each statement, the statements interleaved."""
+    samples: dict[str, list[float]] = {st: [] for st in statements}
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run([python, "-c", statement], check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        for statement in statements:
+            start = time.perf_counter()
+            subprocess.run([python, "-c", statement], check=True, env=env)
+            samples[statement].append(time.perf_counter() - start)
+    return [statistics.median(samples[st]) for st in statements]
 
 
 def main() -> None:
@@ -66,7 +69,8 @@ def main() -> None:
         for model, accum, precision in configs:
             for impl, python in impls:
                 key = (impl, model, accum, precision)
-                results.setdefault(key, []).append(run_worker(python, impl, model, accum, precision, args.blocks))
+                blocks = args.blocks if model == "tiny" else max(args.blocks // 2, 3)
+                results.setdefault(key, []).append(run_worker(python, impl, model, accum, precision, blocks))
     print(f"Training step (median µs/step; {rounds} rounds x {args.blocks} blocks; 1 thread)\n")
     print("| model | accum | precision | impl | plain µs | impl µs | overhead µs | ratio |")
     print("|---|---|---|---|---|---|---|---|")
@@ -76,17 +80,15 @@ def main() -> None:
         print(
             f"| {model} | {accum} | {precision} | {impl} | {raw:.1f} | {own:.1f} | {own - raw:+.1f} | {own / raw:.3f} |"
         )
-    repeat = 3 if args.quick else 7
-    torch_s = import_time(sys.executable, "import torch", repeat)
-    accel_s = import_time(sys.executable, "from accel import Accelerator", repeat)
+    repeat = 3 if args.quick else 15
+    torch_s, accel_s = import_times(sys.executable, ["import torch", "from accel import Accelerator"], repeat)
     print("\nImport (median wall time of a fresh interpreter)\n")
     print("| statement | seconds | ratio to import torch |")
     print("|---|---|---|")
     print(f"| import torch | {torch_s:.3f} | 1.000 |")
     print(f"| from accel import Accelerator | {accel_s:.3f} | {accel_s / torch_s:.3f} |")
     if peer:
-        peer_torch = import_time(peer, "import torch", repeat)
-        peer_s = import_time(peer, "import accelerate", repeat)
+        peer_torch, peer_s = import_times(peer, ["import torch", "import accelerate"], repeat)
         print(f"| import accelerate (peer venv) | {peer_s:.3f} | {peer_s / peer_torch:.3f} |")
 
 

@@ -27,7 +27,7 @@ def build(model_name: str) -> tuple[torch.nn.Module, torch.utils.data.DataLoader
     for _ in range(4):
         layers += [torch.nn.Linear(1024, 1024), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers, torch.nn.Linear(1024, 1))
-    data = torch.utils.data.TensorDataset(torch.randn(64 * 20, 1024), torch.randn(64 * 20, 1))
+    data = torch.utils.data.TensorDataset(torch.randn(64 * 8, 1024), torch.randn(64 * 8, 1))
     return model, torch.utils.data.DataLoader(data, batch_size=64)
 
 
