@@ -146,7 +146,13 @@ _live_states: weakref.WeakSet[PartialState] = weakref.WeakSet()
 
 
 def live_states() -> list[PartialState]:
-    """States still alive in this process (``notebook_launcher`` refuses to start if there are any)."""
+    """States still referenced in this process (``notebook_launcher`` refuses to start if there are any).
+
+    Garbage is collected first: an Accelerator the user deleted can still sit in a reference cycle.
+    """
+    import gc
+
+    gc.collect()
     return list(_live_states)
 
 

@@ -84,3 +84,16 @@ def test_patched_restores_the_environment() -> None:
     with env.patched({"ACCEL_SEED": "3"}):
         assert env.get("ACCEL_SEED") == "3"
     assert env.get("ACCEL_SEED") == before
+
+
+def test_a_deleted_accelerator_no_longer_counts_as_live() -> None:
+    import weakref
+
+    from accel import Accelerator
+
+    acc = Accelerator()
+    acc.checkpoints  # noqa: B018  (the checkpointer refers back to the accelerator: a reference cycle)
+    state = weakref.ref(acc.state)
+    del acc
+    live_states()
+    assert state() is None
