@@ -70,6 +70,10 @@ class RankFailure:
             how = f"was killed by {self.signal or 'a signal'}"
         return f"rank {self.rank} (host {self.host}, local rank {self.local_rank}{pid}) {how}"
 
+    def stopped(self) -> bool:
+        """Killed by SIGTERM without raising: the launcher's stop signal (or the same from outside)."""
+        return self.signal == "SIGTERM" and not self.traceback and not (self.exitcode or 0) > 0
+
     def exit_code(self) -> int:
         """Shell-style code: the rank's own, 1 when it raised, else 128 + signal number."""
         if self.exitcode is not None and 0 < self.exitcode < 256:
@@ -116,7 +120,8 @@ def collect(failures: Mapping[int, ProcessFailure], attempt_dir: Path | None = N
             exitcode=f.exitcode,
             signal=f.signal_name() if f.exitcode < 0 else None,
             traceback=side.get("traceback") or _torch_stack(f),
-            time=float(side.get("time", f.timestamp)),
+            # torch's timestamp is truncated to the second: its upper bound keeps a precise sidecar time first
+            time=float(side["time"]) if "time" in side else f.timestamp + 1.0,
             host=host,
         )
     sidecars = attempt_dir.glob(f"*/{SIDECAR}") if attempt_dir is not None else []
@@ -129,7 +134,9 @@ def collect(failures: Mapping[int, ProcessFailure], attempt_dir: Path | None = N
             found[local + offset] = RankFailure(
                 local + offset, local, side.get("pid"), None, None, side.get("traceback"), float(side["time"]), host
             )
-    return sorted(found.values(), key=lambda r: (r.time, r.rank))
+    # SIGTERM without a traceback is how the launcher stops the other ranks: never the root cause
+    # while some rank failed on its own
+    return sorted(found.values(), key=lambda r: (r.stopped(), r.time, r.rank))
 
 
 def describe(failures: Mapping[int, ProcessFailure], attempt_dir: Path | None = None) -> tuple[str, int]:

@@ -249,6 +249,24 @@ def test_no_config_announces_built_in_defaults_and_runs_one_process_as_module(tm
     assert ranks[0]["env"]["ACCEL_CONFIG_SOURCE"] == "none"
 
 
+def test_failure_report_puts_the_rank_that_raised_before_the_ranks_the_launcher_stopped(tmp_path):
+    """torch stamps a stopped rank to the whole second; a sidecar's sub-second time must still come first."""
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from accel.failures import SIDECAR, describe
+
+    now = time.time()
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / SIDECAR).write_text(json.dumps({"traceback": "ValueError: boom\n", "time": now, "pid": 11}))
+    stopped = ProcessFailure(local_rank=0, pid=10, exitcode=-signal.SIGTERM, error_file="<N/A>")
+    stopped.timestamp = int(now)  # earlier than the sidecar's time within the same second
+    raised = ProcessFailure(local_rank=1, pid=11, exitcode=1, error_file="<N/A>")
+    message, code = describe({0: stopped, 1: raised}, tmp_path)
+    assert message.splitlines()[0].startswith("rank 1 ") and "boom" in message
+    assert message.splitlines()[-1] == "stopped by the launcher: rank 0 (SIGTERM)"
+    assert code == 1
+
+
 @pytest.mark.e2e
 @pytest.mark.multiprocess
 def test_crashing_rank_traceback_comes_first(tmp_path):
