@@ -105,6 +105,16 @@ def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+def _loopback_node_addr(machine_rank: int) -> str:
+    """This machine's address when machines are simulated over loopback: 127.0.0.<machine_rank + 1>.
+
+    torch names a rendezvous participant by address and launcher pid; containers on one host have
+    their own pid namespaces, so two launchers can share a pid and would join as one participant.
+    Every 127.x address is loopback on Linux, so a distinct one per machine keeps them apart.
+    """
+    return f"127.0.0.{1 + machine_rank % 254}"
+
+
 def port_is_free(host: str, port: int) -> bool:
     """Whether a TCP server could bind ``host:port`` right now."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -243,7 +253,7 @@ def plan(
         rdzv_backend=r["rdzv_backend"],
         rdzv_id=r["rdzv_id"] or ("accel" if machines > 1 else uuid.uuid4().hex),
         rdzv_configs=configs,
-        local_addr="127.0.0.1" if is_loopback(host) else None,
+        local_addr=_loopback_node_addr(r["machine_rank"]) if is_loopback(host) else None,
         max_restarts=r["max_restarts"],
         monitor_interval=r["monitor_interval"],
         shutdown_timeout=r["shutdown_timeout"],

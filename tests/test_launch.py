@@ -171,6 +171,9 @@ def test_plan_multi_machine_rules(tmp_path):
         plan(_resolve(tmp_path, num_machines=2, main_process_ip="h", main_process_port=0), gpu_count=0)
     p = plan(_resolve(tmp_path, num_machines=2, machine_rank=1, main_process_ip="10.1.1.1"), gpu_count=0)
     assert (p.port, p.rdzv_id, p.rdzv_configs["is_host"], p.local_addr) == (29500, "accel", False, None)
+    # machines simulated on one host get distinct loopback addresses (containers can share launcher pids)
+    sim = plan(_resolve(tmp_path, num_machines=2, machine_rank=1, main_process_ip="127.0.0.1"), gpu_count=0)
+    assert (sim.host, sim.local_addr) == ("127.0.0.1", "127.0.0.2")
     static = plan(_resolve(tmp_path, num_machines=2, main_process_ip="h", rdzv_backend="static"), gpu_count=0)
     assert static.rdzv_configs["rank"] == 0
     assert "is_host" not in static.rdzv_configs
