@@ -97,7 +97,8 @@ def test_user_code_and_exit_code_pass_through(docker: Docker, output: Path, tmp_
     code.mkdir()
     (code / "fail.py").write_text(
         "import os, sys\n"
-        "print('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'], flush=True)\n"
+        # one write per line: the image runs Python unbuffered, so print's pieces of two ranks interleave
+        "sys.stdout.write(f\"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}\\n\")\n"
         "sys.exit(3 if os.environ['RANK'] == '1' else 0)\n"
     )
     code.chmod(0o755)
