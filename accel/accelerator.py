@@ -21,7 +21,8 @@ from accel import precision as precision_mod
 from accel import strategies as strategies_mod
 from accel.accumulation import Accumulator
 from accel.data import GradientState, PreparedDataLoader, skip_first_batches
-from accel.exceptions import ConfigError, PrepareError
+from accel.exceptions import ConfigError
+from accel.persistence import PersistenceMembers
 from accel.plugins import (
     DataLoaderConfiguration,
     DistributedDataParallelKwargs,
@@ -45,7 +46,7 @@ _NO_CONTEXT = contextlib.nullcontext()
 _UNSUPPORTED = ("deepspeed_plugin", "megatron_lm_plugin", "torch_tp_plugin", "dynamo_plugin", "split_batches")
 
 
-class Accelerator(ProcessMembers):
+class Accelerator(ProcessMembers, PersistenceMembers):
     """Prepare a model, optimizer, scheduler and DataLoaders for the current distributed setup.
 
     Args:
@@ -162,21 +163,6 @@ class Accelerator(ProcessMembers):
         self.accumulator.step = value
 
     @property
-    def project_dir(self) -> str:
-        """Project directory."""
-        return str(self.project_configuration.project_dir)
-
-    @property
-    def logging_dir(self) -> str:
-        """Tracker directory."""
-        return str(self.project_configuration.logging_dir)
-
-    @property
-    def save_iteration(self) -> int:
-        """Number of the next automatically named checkpoint."""
-        return self.project_configuration.iteration
-
-    @property
     def optimizer_step_was_skipped(self) -> bool:
         """True when the fp16 scaler skipped the last optimizer step."""
         return any(opt.step_was_skipped for opt in self._optimizers)
@@ -275,15 +261,11 @@ class Accelerator(ProcessMembers):
         return self.strategy.full_state_dict(model)
 
     # ------------------------------------------------------------------ collectives
-    def gather(self, tensor: Any) -> Any:
-        """Concatenate tensors from every rank along dim 0."""
-        return ops.gather(tensor)
-
     def gather_for_metrics(self, input_data: Any, use_gather_object: bool = False) -> Any:
         """Gather, dropping the samples duplicated to even out the last batch."""
         gathered = (
             ops.gather_object(input_data)
-            if use_gather_object or not _has_tensor(input_data)
+            if use_gather_object or not ops.has_tensor(input_data)
             else ops.gather(input_data)
         )
         padding = self.gradient_state.padding
@@ -293,86 +275,9 @@ class Accelerator(ProcessMembers):
             return gathered[: len(gathered) - padding]
         return ops.apply(lambda t: t[: t.shape[0] - padding], gathered)
 
-    def reduce(self, tensor: Any, reduction: str = "sum", scale: float = 1.0) -> Any:
-        """All-reduce by sum or mean."""
-        return ops.reduce(tensor, reduction, scale)
-
-    def pad_across_processes(self, tensor: Any, dim: int = 0, pad_index: int = 0, pad_first: bool = False) -> Any:
-        """Pad to the largest size on any rank."""
-        return ops.pad_across_processes(tensor, dim, pad_index, pad_first)
-
     def skip_first_batches(self, dataloader: Any, num_batches: int = 0) -> Any:
         """The rest of the epoch after ``num_batches`` batches."""
         return skip_first_batches(dataloader, num_batches)
-
-    # ------------------------------------------------------------------ checkpoints and trackers
-    @property
-    def checkpoints(self) -> Any:
-        """The checkpoint manager (created on first use)."""
-        if self._checkpoints is None:
-            from accel.checkpoint import Checkpointer
-
-            self._checkpoints = Checkpointer(self)
-        return self._checkpoints
-
-    def save(self, obj: Any, f: str | Path, safe_serialization: bool = False) -> None:
-        """Save an object on the main process, atomically."""
-        self.checkpoints.save(obj, f, safe_serialization)
-
-    def save_model(
-        self,
-        model: torch.nn.Module,
-        save_directory: str | Path,
-        max_shard_size: int | str = "10GB",
-        safe_serialization: bool = True,
-    ) -> None:
-        """Write the full model as safetensors (sharded above ``max_shard_size``)."""
-        self.checkpoints.save_model(model, save_directory, max_shard_size, safe_serialization)
-
-    def save_state(self, output_dir: str | Path | None = None, **kwargs: Any) -> str:
-        """Checkpoint everything needed to resume exactly; returns the directory."""
-        return str(self.checkpoints.save_state(output_dir, **kwargs))
-
-    def load_state(self, input_dir: str | Path | None = None, **kwargs: Any) -> str:
-        """Restore a checkpoint written by :meth:`save_state`; returns the directory."""
-        return str(self.checkpoints.load_state(input_dir, **kwargs))
-
-    def register_for_checkpointing(self, *objects: Any) -> None:
-        """Include objects with ``state_dict``/``load_state_dict`` in checkpoints."""
-        bad = [type(o).__name__ for o in objects if not (hasattr(o, "state_dict") and hasattr(o, "load_state_dict"))]
-        if bad:
-            raise PrepareError(f"register_for_checkpointing(): {', '.join(bad)} lack state_dict()/load_state_dict()")
-        self._custom_objects.extend(objects)
-        self.checkpoints.after_prepare()
-
-    @property
-    def trackers(self) -> Any:
-        """The tracker set (created on first use)."""
-        if self._trackers is None:
-            from accel.tracking import Trackers
-
-            self._trackers = Trackers(self._log_with, self.logging_dir, self.is_main_process)
-        return self._trackers
-
-    def init_trackers(
-        self, project_name: str, config: dict[str, Any] | None = None, init_kwargs: dict[str, Any] | None = None
-    ) -> None:
-        """Start the trackers named in ``log_with`` (main process only)."""
-        self.trackers.start(project_name, config, init_kwargs or {})
-
-    def get_tracker(self, name: str, unwrap: bool = False) -> Any:
-        """A started tracker by name."""
-        return self.trackers.get(name, unwrap)
-
-    def log(self, values: dict[str, Any], step: int | None = None, log_kwargs: dict[str, Any] | None = None) -> None:
-        """Log scalars to every tracker (main process only)."""
-        self.trackers.log(values, step)
-
-    def end_training(self) -> None:
-        """Close trackers and wait for every process."""
-        if self._trackers is not None:
-            self._trackers.finish()
-        self.wait_for_everyone()
 
     def free_memory(self, *objects: Any) -> list[None]:
         """Drop references to prepared objects and release cached device memory."""
@@ -386,15 +291,3 @@ class Accelerator(ProcessMembers):
 
     def __repr__(self) -> str:
         return f"Accelerator({self.state!r}, mixed_precision={self.mixed_precision}, strategy={self.strategy.name})"
-
-
-def _has_tensor(data: Any) -> bool:
-    found = False
-
-    def mark(t: torch.Tensor) -> torch.Tensor:
-        nonlocal found
-        found = True
-        return t
-
-    ops.apply(mark, data)
-    return found

@@ -34,6 +34,19 @@ def apply(fn: Callable[[torch.Tensor], Any], data: Any) -> Any:
     return data
 
 
+def has_tensor(data: Any) -> bool:
+    """True when ``data`` (a tensor or a nested list/tuple/dict) holds at least one tensor."""
+    found = False
+
+    def mark(t: torch.Tensor) -> torch.Tensor:
+        nonlocal found
+        found = True
+        return t
+
+    apply(mark, data)
+    return found
+
+
 def send_to_device(data: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
     """Move every tensor (or object with ``.to``) in ``data`` to ``device``."""
     if isinstance(data, torch.Tensor):

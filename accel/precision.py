@@ -89,17 +89,20 @@ class _Autocast(Precision):
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def attach(self, model: torch.nn.Module) -> list[Any]:
-        stack: list[torch.autocast] = []
+        stack: list[torch.autocast] = []  # entered contexts (a forward can re-enter the model)
+        idle: list[torch.autocast] = []  # exited ones, reused: each keeps its saved state per entry
         device_type, dtype, half = self.device.type, self.dtype, (torch.float16, torch.bfloat16)
 
         def enter(_module: torch.nn.Module, _args: Any) -> None:
-            ctx = torch.autocast(device_type=device_type, dtype=dtype)
+            ctx = idle.pop() if idle else torch.autocast(device_type=device_type, dtype=dtype)
             ctx.__enter__()  # type: ignore[no-untyped-call]
             stack.append(ctx)
 
         def leave(_module: torch.nn.Module, _args: Any, output: Any) -> Any:
             if stack:
-                stack.pop().__exit__(None, None, None)
+                ctx = stack.pop()
+                ctx.__exit__(None, None, None)
+                idle.append(ctx)
             if type(output) is torch.Tensor:  # the common case, without the generic walk
                 return output.float() if output.dtype in half else output
             return _to_fp32(output)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from accel import ops
 from accel.state import PartialState
 
 T = TypeVar("T")
@@ -99,3 +100,16 @@ class ProcessMembers:
     def on_process(self, function: Callable[..., T] | None = None, process_index: int = 0) -> Any:
         """Decorator: the given rank only."""
         return self.state.on_process(function, process_index)
+
+    # collectives (tensors or nested lists/tuples/dicts of them)
+    def gather(self, tensor: Any) -> Any:
+        """Concatenate tensors from every rank along dim 0."""
+        return ops.gather(tensor)
+
+    def reduce(self, tensor: Any, reduction: str = "sum", scale: float = 1.0) -> Any:
+        """All-reduce by sum or mean."""
+        return ops.reduce(tensor, reduction, scale)
+
+    def pad_across_processes(self, tensor: Any, dim: int = 0, pad_index: int = 0, pad_first: bool = False) -> Any:
+        """Pad to the largest size on any rank."""
+        return ops.pad_across_processes(tensor, dim, pad_index, pad_first)
