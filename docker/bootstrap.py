@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -283,6 +284,35 @@ def wheelhouse_for(cell: dict[str, object]) -> Path:
     return WHEELHOUSE / str(cell["id"])
 
 
+MARKER = re.compile(r'^python_version\s*(==|!=|<=|>=|<|>)\s*["\']([\d.]+)["\']$')
+
+
+def requirements_for(minor: str, name: str) -> list[str]:
+    """The pins of docker/<name> that apply to Python ``minor``.
+
+    pip evaluates environment markers against the interpreter running it, not the target of
+    ``--python-version``, so the markers (only ``python_version`` comparisons) are resolved here.
+    """
+    import operator as op
+
+    ops = {"==": op.eq, "!=": op.ne, "<=": op.le, ">=": op.ge, "<": op.lt, ">": op.gt}
+    target = tuple(int(part) for part in minor.split("."))
+    pins = []
+    for raw in (ROOT / "docker" / name).read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, _, marker = (part.strip() for part in line.partition(";"))
+        if marker:
+            match = MARKER.match(marker)
+            if match is None:
+                raise SystemExit(f"docker/{name}: unsupported marker {marker!r} (only python_version comparisons)")
+            if not ops[match[1]](target, tuple(int(part) for part in match[2].split("."))):
+                continue
+        pins.append(spec)
+    return pins
+
+
 def fill_wheelhouse(matrix: dict[str, object], cell: dict[str, object], force: bool) -> None:
     dest = wheelhouse_for(cell)
     stamp = dest / "wheelhouse.json"
@@ -299,8 +329,8 @@ def fill_wheelhouse(matrix: dict[str, object], cell: dict[str, object], force: b
     for tag in tags[str(cell["libc"])]:
         base_cmd += ["--platform", tag]
     # setuptools/wheel: the build backend for accel itself, installed offline in the builder.
-    base_cmd += ["-r", ROOT / "docker" / "requirements.txt", torch_spec, "setuptools>=69", "wheel"]
-    base_cmd += ["-r", ROOT / "docker" / "requirements-dev.txt"]
+    base_cmd += [*requirements_for(minor, "requirements.txt"), torch_spec, "setuptools>=69", "wheel"]
+    base_cmd += requirements_for(minor, "requirements-dev.txt")
     dest.mkdir(parents=True, exist_ok=True)
     with step(f"pip download for {cell['id']} ({abi}, {cell['libc']})"):
         try:
