@@ -313,6 +313,25 @@ def requirements_for(minor: str, name: str) -> list[str]:
     return pins
 
 
+def downloader(cell: dict[str, object]) -> Path | str:
+    """The interpreter that runs ``pip download``: the cell's own CPython when this host has it.
+
+    pip applies environment markers (``exceptiongroup; python_version < "3.11"``) for the
+    interpreter running it, whatever ``--python-version`` says; with the host's Python a py3.10
+    wheelhouse would lack what only 3.10 needs.
+    """
+    minor = str(cell["python"])
+    try:
+        exe = find_cpython(str(cell["cpython"])) / "bin" / f"python{minor}"
+    except SystemExit:
+        exe = None
+    if exe is not None and subprocess.run([exe, "-m", "pip", "--version"], capture_output=True).returncode == 0:
+        return exe
+    if minor != f"{sys.version_info.major}.{sys.version_info.minor}":
+        say(f"no CPython {cell['cpython']} with pip here: dependencies' markers follow this host's Python")
+    return sys.executable
+
+
 def fill_wheelhouse(matrix: dict[str, object], cell: dict[str, object], force: bool) -> None:
     dest = wheelhouse_for(cell)
     stamp = dest / "wheelhouse.json"
@@ -324,7 +343,7 @@ def fill_wheelhouse(matrix: dict[str, object], cell: dict[str, object], force: b
     assert isinstance(tags, dict)
     minor = str(cell["python"])
     abi = "cp" + minor.replace(".", "")
-    base_cmd: list[str | Path] = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", dest]
+    base_cmd: list[str | Path] = [downloader(cell), "-m", "pip", "download", "--only-binary=:all:", "--dest", dest]
     base_cmd += ["--python-version", minor, "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none"]
     for tag in tags[str(cell["libc"])]:
         base_cmd += ["--platform", tag]
