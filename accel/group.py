@@ -3,9 +3,9 @@
 gloo runs each collective on a worker thread that drops its last reference to the finished work
 afterwards, and that drop needs the GIL. When it lands while the interpreter is finalising, the
 thread cannot take the GIL and the process dies with ``terminate called without an active
-exception`` (SIGABRT) although the script succeeded. :func:`settle` (registered at exit for gloo
-groups, and called by ``PartialState.destroy_process_group``) releases the GIL for a moment first,
-so those threads finish while the interpreter is still whole.
+exception`` (SIGABRT) although the script succeeded. :func:`settle`, registered at exit for every
+gloo group a ``PartialState`` creates or adopts, releases the GIL for a moment first, so those
+threads finish while the interpreter is still whole.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ def init_group(world: World, backend: str, timeout: datetime.timedelta) -> None:
     """Create the default process group for ``world`` (the only place accel does)."""
     if _is_loopback(world.master_addr) and backend == "gloo":
         env.update({"GLOO_SOCKET_IFNAME": env.get("GLOO_SOCKET_IFNAME") or "lo"})
-    settle_at_exit(backend)
     restart = env.get_int(env.TORCHELASTIC_RESTART_COUNT) or 0
     if world.source == "torchrun" and restart > 0 and env.get(env.TORCHELASTIC_USE_AGENT_STORE) == "True":
         # The elastic agent keeps one store across restarts: without a per-attempt prefix, a restarted

@@ -36,15 +36,13 @@ def apply(fn: Callable[[torch.Tensor], Any], data: Any) -> Any:
 
 def has_tensor(data: Any) -> bool:
     """True when ``data`` (a tensor or a nested list/tuple/dict) holds at least one tensor."""
-    found = False
-
-    def mark(t: torch.Tensor) -> torch.Tensor:
-        nonlocal found
-        found = True
-        return t
-
-    apply(mark, data)
-    return found
+    if isinstance(data, torch.Tensor):
+        return True
+    if isinstance(data, (list, tuple)):
+        return any(has_tensor(v) for v in data)
+    if isinstance(data, Mapping):
+        return any(has_tensor(v) for v in data.values())
+    return False
 
 
 def send_to_device(data: Any, device: torch.device | str, non_blocking: bool = False) -> Any:

@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from accel import env
 from accel.exceptions import ConfigError, StateError
-from accel.group import init_group, process_group_timeout, settle
+from accel.group import init_group, process_group_timeout, settle_at_exit
 from accel.world import World, discover
 
 __all__ = ["DistributedType", "PartialState", "World", "discover", "live_states", "process_group_timeout"]
@@ -76,6 +76,8 @@ class PartialState:
         self.backend = backend or ("gloo" if self.device.type == "cpu" else "nccl")
         if self.world.world_size > 1 and not dist.is_initialized():
             init_group(self.world, self.backend, timeout or process_group_timeout(environ))
+        if dist.is_initialized():  # ours or adopted: gloo needs a moment at exit either way
+            settle_at_exit(str(dist.get_backend()))
         requested = env.get_int(env.REQUESTED_WORLD_SIZE, environ)
         if requested is not None and requested != self.num_processes:
             raise StateError(
@@ -195,7 +197,6 @@ class PartialState:
         """Tear the process group down (safe to call when there is none)."""
         if dist.is_initialized():
             dist.destroy_process_group()
-            settle()
 
     def __repr__(self) -> str:
         return (
