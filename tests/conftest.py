@@ -24,6 +24,20 @@ _ALLOWED_LEAKS = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", help="also run the long suite (tests marked long)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --long, tests marked ``long`` are deselected (not skipped): CI runs the rest."""
+    if config.getoption("--long"):
+        return
+    long_items = [item for item in items if item.get_closest_marker("long") is not None]
+    if long_items:
+        config.hook.pytest_deselected(items=long_items)
+        items[:] = [item for item in items if item.get_closest_marker("long") is None]
+
+
 @pytest.fixture(autouse=True)
 def _hygiene() -> Iterator[None]:
     """Fail a test that leaks environment variables or a process group."""
