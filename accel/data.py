@@ -83,7 +83,7 @@ class PreparedDataLoader:
     def _iterate(self, skip: int) -> Iterator[Any]:
         epoch = self.epochs_started
         self.epochs_started += 1
-        self.set_epoch(epoch)
+        self._order_for(epoch)
         if self.sharded is not None:
             self.sharded.skip = skip
         generator = self.loader.generator
@@ -119,8 +119,17 @@ class PreparedDataLoader:
 
     # ----------------------------------------------------------------- accessors
     def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch (the shuffled order); called automatically at the start of each iteration."""
-        self.epochs_started = max(self.epochs_started, epoch)
+        """Make the next iteration epoch ``epoch``, with exactly that epoch's order (earlier ones too).
+
+        Iterating without calling it moves on by one epoch each time. A position restored by
+        ``load_state`` is kept for its own epoch and dropped when another epoch is chosen.
+        """
+        if epoch != self.epochs_started:
+            self._resume = 0
+        self.epochs_started = epoch
+        self._order_for(epoch)
+
+    def _order_for(self, epoch: int) -> None:
         if self.sampler_shuffle is not None:
             self.sampler_shuffle.set_epoch(epoch)
         set_inner = getattr(getattr(self.loader, "sampler", None), "set_epoch", None)

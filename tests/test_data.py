@@ -138,3 +138,26 @@ def test_batches_are_moved_and_structures_kept() -> None:
     )
     batch = next(iter(loader))
     assert type(batch).__name__ == "pair" and set(batch.y) == {"k"}
+
+
+def test_set_epoch_gives_exactly_that_epochs_order_earlier_ones_too() -> None:
+    loader = _prepared()
+    orders = [[b.tolist() for b in loader] for _ in range(3)]
+    assert orders[0] != orders[1] != orders[2]
+    for epoch in (0, 2, 1, 0):
+        loader.set_epoch(epoch)
+        assert [b.tolist() for b in loader] == orders[epoch]
+    assert [b.tolist() for b in loader] == orders[1]  # and plain iteration moves on from there
+
+
+def test_set_epoch_keeps_a_restored_position_only_for_its_own_epoch() -> None:
+    loader = _prepared()
+    epoch1 = [[b.tolist() for b in loader] for _ in range(2)][1]
+    resumed = _prepared()
+    resumed.load_state_dict({"epoch": 1, "position": 2, "seed": 3})
+    resumed.set_epoch(1)
+    assert [b.tolist() for b in resumed] == epoch1[2:]
+    other = _prepared()
+    other.load_state_dict({"epoch": 1, "position": 2, "seed": 3})
+    other.set_epoch(0)
+    assert len(list(other)) == len(epoch1)
