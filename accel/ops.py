@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 from accel.exceptions import PrepareError
 
-REDUCTIONS = ("sum", "mean", "none")
+REDUCTIONS = ("sum", "mean", "max", "none")
 
 
 def apply(fn: Callable[[torch.Tensor], Any], data: Any) -> Any:
@@ -94,16 +94,21 @@ def gather_object(obj: Any) -> list[Any]:
     return out
 
 
-def reduce(data: Any, reduction: str = "sum", scale: float = 1.0) -> Any:
-    """All-reduce tensors by ``sum`` or ``mean`` (``none`` returns them as they are), times ``scale``."""
+def reduce(data: Any, reduction: str = "mean", scale: float = 1.0) -> Any:
+    """All-reduce tensors by ``mean`` (the default, as ``accelerate.utils.reduce``), ``sum`` or ``max``.
+
+    ``none`` returns them as they are; the result is multiplied by ``scale``. ``Accelerator.reduce``
+    defaults to ``sum``, as Accelerate's does.
+    """
     if reduction not in REDUCTIONS:
         raise PrepareError(f"reduce(reduction={reduction!r}): expected one of {', '.join(REDUCTIONS)}")
     world = _world()
+    op = dist.ReduceOp.MAX if reduction == "max" else dist.ReduceOp.SUM
 
     def one(tensor: torch.Tensor) -> torch.Tensor:
         out = tensor.clone()
         if world > 1 and reduction != "none":
-            dist.all_reduce(out, op=dist.ReduceOp.SUM)
+            dist.all_reduce(out, op=op)
         if reduction == "mean":
             out = out / world
         return out * scale if scale != 1.0 else out

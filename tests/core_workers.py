@@ -124,6 +124,11 @@ def ops_suite() -> dict[str, Any]:
     out["gather_scalar"] = acc.gather(torch.tensor(float(rank))).tolist()
     out["reduce_sum"] = acc.reduce(torch.tensor([1.0, rank]), "sum").tolist()
     out["reduce_mean"] = acc.reduce(torch.tensor([2.0]), "mean").tolist()
+    from accel.utils import reduce
+
+    out["reduce_default"] = acc.reduce(torch.tensor([rank + 1.0])).tolist()  # Accelerator.reduce: sum
+    out["utils_reduce_default"] = reduce(torch.tensor([rank + 1.0])).tolist()  # accel.utils.reduce: mean
+    out["reduce_max"] = reduce(torch.tensor([rank + 1.0, -rank]), "max").tolist()
     out["pad"] = list(acc.pad_across_processes(torch.ones(rank + 1, 2)).shape)
     from accel.utils import broadcast, gather_object
 

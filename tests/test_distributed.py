@@ -62,6 +62,8 @@ def test_collectives_and_gather_for_metrics_drop_padding() -> None:
     assert r0["gather_scalar"] == [0.0, 1.0]
     assert r0["reduce_sum"] == [2.0, 1.0]
     assert r0["reduce_mean"] == [2.0]
+    assert r0["reduce_default"] == [3.0] and r0["utils_reduce_default"] == [1.5]
+    assert r0["reduce_max"] == [2.0, 0.0]
     assert r0["pad"] == [2, 2] and r1["pad"] == [2, 2]
     assert r1["broadcast"] == [5]
     assert r0["gather_object"] == ["r0", "r1"]
@@ -77,3 +79,21 @@ def test_fsdp_with_two_models_and_one_optimizer_matches_ddp_and_ddp_kwargs_apply
     assert fsdp[0]["type"] == "FSDP"
     torch.testing.assert_close(fsdp[0]["params"], ddp[0]["params"], rtol=0, atol=1e-5)
     torch.testing.assert_close(fsdp[1]["params"], fsdp[0]["params"], rtol=0, atol=0)
+
+
+def test_quickstart_save_model_on_the_main_process_only_does_not_hang(tmp_path) -> None:
+    from ckpt_workers import quickstart_save
+
+    results = dist_run(quickstart_save, str(tmp_path), False, False)
+    assert results[0] == {"error": "", "written": True}
+
+
+def test_fsdp_save_model_on_the_main_process_only_is_an_error_naming_the_fix(tmp_path) -> None:
+    from ckpt_workers import quickstart_save
+
+    results = dist_run(quickstart_save, str(tmp_path / "main"), True, False)
+    assert "rank(s) 1 did not call it" in results[0]["error"]
+    assert "call it on every rank" in results[0]["error"]
+    assert not results[0]["written"]
+    results = dist_run(quickstart_save, str(tmp_path / "all"), True, True)
+    assert results[0] == {"error": "", "written": True}
