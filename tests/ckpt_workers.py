@@ -187,3 +187,27 @@ def single_fsdp_load(ckpt: str) -> dict[str, torch.Tensor]:
     model, opt = _fsdp_objects(acc)
     acc.load_state(ckpt)
     return _full(model, opt)
+
+
+def quickstart_save(tmp: str, fsdp: bool, every_rank: bool) -> dict[str, Any]:
+    """The quickstart's save: a barrier, then ``save_model`` on the main process (or on every rank)."""
+    from accel import FullyShardedDataParallelPlugin
+    from accel.checkpoint import arrival
+    from accel.exceptions import CheckpointError
+
+    arrival.ARRIVAL_TIMEOUT_S = 3.0
+    acc = Accelerator(fsdp_plugin=FullyShardedDataParallelPlugin() if fsdp else None)
+    model, opt = _fsdp_objects(acc)
+    _fsdp_steps(acc, model, opt, 0, 1)
+    acc.wait_for_everyone()
+    error = ""
+    if every_rank or acc.is_main_process:
+        try:
+            acc.save_model(model, Path(tmp) / "out")
+        except CheckpointError as exc:
+            error = str(exc)
+    if not fsdp:  # training goes on after the save: the next collective must pair up
+        acc.gather(torch.tensor([acc.process_index]))
+        acc.wait_for_everyone()
+    torch.distributed.destroy_process_group()
+    return {"error": error, "written": (Path(tmp) / "out" / "model.safetensors").is_file()}

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from accel import env
-from accel.checkpoint import atomic, parts, tensorfile
+from accel.checkpoint import arrival, atomic, parts, tensorfile
 from accel.checkpoint import manifest as manifest_mod
 from accel.checkpoint import model as model_mod
 from accel.checkpoint.manifest import Manifest
@@ -55,6 +55,7 @@ class Checkpointer:
         self.auto_resume = env.get_bool(env.AUTO_RESUME) is not False
         self._auto_done = False
         self.preemption: Any = None
+        self._save_model_calls = 0
 
     # ------------------------------------------------------------------ where
     @property
@@ -115,11 +116,21 @@ class Checkpointer:
         max_shard_size: int | str = "10GB",
         safe_serialization: bool = True,
     ) -> None:
-        """Gather the full model (collective under FSDP) and write it from the main process."""
-        state = self.acc.strategy.full_state_dict(model)
+        """Write the full model from the main process.
+
+        Single process and DDP: no collective, so Accelerate's ``if accelerator.is_main_process:
+        accelerator.save_model(...)`` works (other ranks do nothing). FSDP: gathering the full state
+        is a collective; a call that not every rank makes is a :class:`CheckpointError`, never a hang.
+        """
+        strategy = self.acc.strategy
+        if strategy.full_state_is_collective and self.acc.num_processes > 1:
+            self._save_model_calls += 1
+            arrival.expect_all(f"save_model/{self._save_model_calls}", "save_model()", strategy.name)
+        elif not self.acc.is_main_process:
+            return
+        state = strategy.full_state_dict(model)
         if self.acc.is_main_process:
             model_mod.save_full(state, Path(save_directory), max_shard_size, safe_serialization)
-        self.acc.wait_for_everyone()
 
     def _counts(self) -> dict[str, int]:
         acc = self.acc

@@ -15,6 +15,8 @@ class Strategy:
     """A single process: the model is only moved to the device."""
 
     name = "single"
+    #: True when :meth:`full_state_dict` is a collective that every rank must enter.
+    full_state_is_collective = False
 
     def __init__(self, state: PartialState) -> None:
         self.state = state

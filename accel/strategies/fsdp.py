@@ -20,6 +20,7 @@ class FSDPStrategy(Strategy):
     """Shard parameters, gradients and optimizer state over the ranks."""
 
     name = "fsdp"
+    full_state_is_collective = True
 
     def __init__(self, state: PartialState, plugin: FullyShardedDataParallelPlugin) -> None:
         super().__init__(state)
