@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,8 +193,9 @@ def alpine(settings: Settings, cell: Cell, outcome: Outcome) -> None:
         first = f"not built (base: {base})"
     with say.stage(cell.id, "wheels (every pin, musllinux)"):
         pins = probe.requirement_pins((settings.root / "docker" / "requirements.txt").read_text(), cell.python)
-        wheels = [probe.probe(cell, name, version, settings.indexes) for name, version in pins]
-        wheels.append(probe.probe(cell, "torch", cell.torch, settings.indexes))
+        with ThreadPoolExecutor(max_workers=len(pins) + 1) as pool:
+            asked = [*pins, ("torch", cell.torch)]
+            wheels = list(pool.map(lambda pin: probe.probe(cell, pin[0], pin[1], settings.indexes), asked))
     missing = [w for w in wheels if not w.available]
     found = [f"{w.name}=={w.version}" for w in wheels if w.available]
     outcome.wheels = "; ".join(w.evidence for w in missing) or "every pin has a musllinux wheel"

@@ -45,7 +45,11 @@ size: as `docker image inspect` reports it (uncompressed). A value is `n/a` when
 
 
 def git_revision(root: Path) -> str:
-    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    try:
+        cmd = ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
     return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -43,6 +44,7 @@ USER 1000:1000
 WORKDIR /workspace/project
 ENTRYPOINT []
 """
+PYENV = Path.home() / ".pyenv" / "versions"
 PYTEST_SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
 COLUMNS = (
     ("cell", "cell"),
@@ -135,7 +137,7 @@ def download_requirements(cell: Cell, requirements: Path, dest: Path) -> None:
     dest.mkdir(parents=True)
     if not requirements.is_file():
         return
-    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(dest), "--quiet"]
+    cmd = [downloader(cell), "-m", "pip", "download", "--only-binary=:all:", "--dest", str(dest), "--quiet"]
     cmd += [
         "--python-version",
         cell.python,
@@ -154,6 +156,15 @@ def download_requirements(cell: Cell, requirements: Path, dest: Path) -> None:
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")] or proc.stderr.splitlines()
         raise StageError("requirements", (lines[-1:] or ["pip download failed"])[0][:240])
+
+
+def downloader(cell: Cell) -> str:
+    """An interpreter of the cell's Python with pip (pip applies markers for the interpreter running it)."""
+    candidates = [shutil.which(f"python{cell.python}"), str(PYENV / cell.cpython / "bin" / f"python{cell.python}")]
+    for exe in candidates:
+        if exe and subprocess.run([exe, "-m", "pip", "--version"], capture_output=True).returncode == 0:
+            return exe
+    return sys.executable
 
 
 def write_project_context(fileobj: IO[bytes], project: Path, wheels: Path, requirements: str) -> None:
