@@ -17,7 +17,7 @@ _EXPORTS = {
     "Accelerator": "accel.accelerator",
     "PartialState": "accel.state",
     "DistributedType": "accel.state",
-    "notebook_launcher": "accel.notebook",
+    "notebook_launcher": "accel.launch.notebook",
     "skip_first_batches": "accel.data",
     "find_executable_batch_size": "accel.memory",
     "DataLoaderConfiguration": "accel.plugins",
@@ -34,8 +34,8 @@ __all__ = [*sorted(_EXPORTS), "__version__"]
 if TYPE_CHECKING:
     from accel.accelerator import Accelerator
     from accel.data import skip_first_batches
+    from accel.launch.notebook import notebook_launcher
     from accel.memory import find_executable_batch_size
-    from accel.notebook import notebook_launcher
     from accel.plugins import (
         DataLoaderConfiguration,
         DistributedDataParallelKwargs,
