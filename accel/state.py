@@ -30,12 +30,26 @@ T = TypeVar("T")
 
 
 class DistributedType(str, enum.Enum):
-    """How the processes cooperate (names as in Accelerate)."""
+    """How the processes cooperate (names as in Accelerate).
+
+    accel runs ``NO``, ``MULTI_CPU``, ``MULTI_GPU`` and ``FSDP``; the other members exist so that scripts
+    comparing against them keep working (they are never the value of a running accel world).
+    """
 
     NO = "NO"
     MULTI_CPU = "MULTI_CPU"
     MULTI_GPU = "MULTI_GPU"
     FSDP = "FSDP"
+    DEEPSPEED = "DEEPSPEED"
+    XLA = "XLA"
+    MEGATRON_LM = "MEGATRON_LM"
+    MULTI_XPU = "MULTI_XPU"
+    MULTI_NPU = "MULTI_NPU"
+    MULTI_MLU = "MULTI_MLU"
+    MULTI_MUSA = "MULTI_MUSA"
+    MULTI_SDAA = "MULTI_SDAA"
+    MULTI_HPU = "MULTI_HPU"
+    MULTI_NEURON = "MULTI_NEURON"
 
 
 _live_states: weakref.WeakSet[PartialState] = weakref.WeakSet()

@@ -105,7 +105,14 @@ def try_pull(tag: str, offline: bool) -> bool:
 
 
 def load_matrix() -> dict[str, object]:
-    return json.loads(MATRIX.read_text())
+    """docker/matrix.json, validated by the cell model (accel/matrix/model.py: standard library only)."""
+    sys.path.insert(0, str(ROOT))
+    from accel.matrix.model import MatrixError, load
+
+    try:
+        return load(MATRIX).raw
+    except MatrixError as exc:
+        raise SystemExit(f"bootstrap: {exc}") from None
 
 
 def find_cell(matrix: dict[str, object], cell_id: str | None) -> dict[str, object]:
