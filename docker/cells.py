@@ -7,9 +7,9 @@ installed, so they read the JSON themselves.
 
 from __future__ import annotations
 
-import json
 import operator
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,15 @@ class BuildInputError(SystemExit):
 
 
 def load_matrix(root: Path = ROOT) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((root / "docker" / "matrix.json").read_text())
+    """docker/matrix.json, validated by the cell model (accel/matrix/model.py: standard library only)."""
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from accel.matrix.model import MatrixError, load
+
+    try:
+        data: dict[str, Any] = load(root / "docker" / "matrix.json").raw
+    except MatrixError as exc:
+        raise BuildInputError(str(exc)) from None
     return data
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from lockfile import (  # noqa: E402
 )
 
 TOOLS_VENV = CACHE / "tools"
+RESOLVE_TIMEOUT = 300
 
 
 def say(message: str) -> None:
@@ -93,7 +95,10 @@ def compile_pylock(cell: Cell, pins: list[str], constraints: list[str], tmp: Pat
         cmd += ["--constraint", tmp / "constraints.txt"]
     cmd += [tmp / f"{name}.in", "-o", tmp / f"pylock.{name}.toml"]
     env = {**os.environ, "UV_CACHE_DIR": str(CACHE / "uv"), "UV_NO_CONFIG": "1"}
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
+    try:
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=RESOLVE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise Unresolved(f"uv found no resolution within {RESOLVE_TIMEOUT} s") from None
     if proc.returncode != 0:
         raise Unresolved(one_line(proc.stderr or proc.stdout))
     data: dict[str, object] = tomllib.loads((tmp / f"pylock.{name}.toml").read_text())
@@ -174,6 +179,10 @@ def read_or_none(path: Path) -> Lock | None:
 
 def write(matrix: dict[str, object], selected: list[Cell]) -> int:
     uv()
+    known = {str(c["id"]) for c in cells(matrix)}
+    for stale in sorted(p for p in LOCKS.glob("*") if p.is_dir() and p.name not in known):
+        say(f"{stale.name}: removing the lock of a cell docker/matrix.json no longer has")
+        shutil.rmtree(stale)
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda c: (c, *resolve(c)), selected))
     changes = 0
