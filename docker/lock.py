@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cells import CACHE, LOCKS, ROOT, BuildInputError, Cell, cells, find_cell, load_matrix, normalise_name  # noqa: E402
-from lockfile import (  # noqa: E402
+from cells import CACHE, LOCKS, ROOT, BuildInputError, Cell, cells, find_cell, load_matrix, normalise_name
+from lockfile import (
     DEV_LOCK,
     RUNTIME_LOCK,
     TOOLS,
@@ -98,19 +98,19 @@ def compile_pylock(cell: Cell, pins: list[str], constraints: list[str], tmp: Pat
     try:
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=RESOLVE_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise Unresolved(f"uv found no resolution within {RESOLVE_TIMEOUT} s") from None
+        raise UnresolvedError(f"uv found no resolution within {RESOLVE_TIMEOUT} s") from None
     if proc.returncode != 0:
-        raise Unresolved(one_line(proc.stderr or proc.stdout))
+        raise UnresolvedError(one_line(proc.stderr or proc.stdout))
     data: dict[str, object] = tomllib.loads((tmp / f"pylock.{name}.toml").read_text())
     return data
 
 
-class Unresolved(Exception):
+class UnresolvedError(Exception):
     pass
 
 
 def one_line(text: str) -> str:
-    lines = [line.strip(" │╰─▶×") for line in text.strip().splitlines()]
+    lines = [line.strip(" \u2502\u2570\u2500\u25b6\u00d7") for line in text.strip().splitlines()]
     return " ".join(line for line in lines if line and not line.startswith("hint"))[:400]
 
 
@@ -127,7 +127,9 @@ def entries_from(cell: Cell, pylock: dict[str, object]) -> list[Entry]:
             if rank is not None:
                 wheels.append((rank, filename, wheel["hashes"]["sha256"]))
         if not wheels:
-            raise Unresolved(f"{package['name']} {package['version']}: no wheel for {target_platform(cell)} cp{cell['python']}")
+            raise UnresolvedError(
+                f"{package['name']} {package['version']}: no wheel for {target_platform(cell)} cp{cell['python']}"
+            )
         _, filename, sha = min(wheels)
         entries.append(Entry(normalise_name(package["name"]), str(package["version"]), sha, filename))
     return entries
@@ -143,7 +145,7 @@ def resolve(cell: Cell) -> tuple[Lock, Lock]:
             pinned = [f"{e.name}=={e.version}" for e in runtime.entries]
             dev_all = entries_from(cell, compile_pylock(cell, dev_inputs(cell), pinned, Path(tmp)))
             dev.entries = [e for e in dev_all if e.name not in runtime.by_name()]
-        except Unresolved as exc:
+        except UnresolvedError as exc:
             runtime.entries, dev.entries = [], []
             runtime.unresolved = dev.unresolved = str(exc)
     return runtime, dev
@@ -164,7 +166,9 @@ def diff(cell_id: str, old: Lock | None, new: Lock) -> list[str]:
         elif a is not None and b is not None and a.version != b.version:
             lines.append(f"{cell_id}: {name} {a.version} -> {b.version}")
         elif a is not None and b is not None and a.sha256 != b.sha256:
-            lines.append(f"{cell_id}: {name} {a.version} (hash changed: {a.sha256[:12]} -> {b.sha256[:12]}, {b.filename})")
+            lines.append(
+                f"{cell_id}: {name} {a.version} (hash changed: {a.sha256[:12]} -> {b.sha256[:12]}, {b.filename})"
+            )
     if old.unresolved != new.unresolved:
         lines.append(f"{cell_id}: unresolved: {old.unresolved or '-'} -> {new.unresolved or '-'}")
     return lines
@@ -195,7 +199,11 @@ def write(matrix: dict[str, object], selected: list[Cell]) -> int:
             for line in lines:
                 say(f"{line}  [{name}]")
             (folder / name).write_text(lock.render(f"accel lock for the {title} of cell {cell['id']}"))
-        state = f"unresolved: {runtime.unresolved}" if runtime.unresolved else f"{len(runtime.entries)} + {len(dev.entries)} dev"
+        state = (
+            f"unresolved: {runtime.unresolved}"
+            if runtime.unresolved
+            else f"{len(runtime.entries)} + {len(dev.entries)} dev"
+        )
         say(f"{cell['id']}: {state}")
     say(f"{changes} change(s)" if changes else "no changes")
     return 0

@@ -135,7 +135,11 @@ def tool_pins(root: Path = ROOT) -> list[str]:
 def runtime_inputs(cell: Cell, root: Path = ROOT) -> list[str]:
     """The top-level pins of the cell's venv: runtime pins, torch, and the build backend."""
     minor = str(cell["python"])
-    return [*requirements_for(minor, RUNTIME_PINS, root), f"torch=={cell['torch']}", *requirements_for(minor, BUILD_PINS, root)]
+    return [
+        *requirements_for(minor, RUNTIME_PINS, root),
+        f"torch=={cell['torch']}",
+        *requirements_for(minor, BUILD_PINS, root),
+    ]
 
 
 def dev_inputs(cell: Cell, root: Path = ROOT) -> list[str]:
