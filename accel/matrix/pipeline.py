@@ -165,7 +165,7 @@ def bootstrap(root: Path, cell: Cell) -> None:
 def build(settings: Settings, cell: Cell, target: str | None) -> int:
     tag = settings.tag(cell, target)
     args = {"PYTHON_VERSION": cell.python, "VARIANT": cell.variant, "TORCH_VERSION": cell.torch}
-    args |= {"VCS_REF": settings.vcs_ref, "WHEELHOUSE": f".cache/wheelhouse/{cell.id}"}
+    args |= {"CELL": cell.id, "VCS_REF": settings.vcs_ref, "WHEELHOUSE": f".cache/wheelhouse/{cell.id}"}
     if cell.libc == "musl":
         args = {"PYTHON_VERSION": cell.python, "ALPINE_VERSION": cell.os.removeprefix("alpine-")}
         args["TORCH_VERSION"] = cell.torch
