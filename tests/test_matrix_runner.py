@@ -169,3 +169,13 @@ def test_the_training_library_never_imports_the_matrix() -> None:
         if "matrix" not in path.relative_to(ROOT / "accel").parts and "accel.matrix" in path.read_text()
     ]
     assert offenders == []
+
+
+def test_gpu_check_fails_honestly_without_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has a GPU: the check would run for real")
+    proc = subprocess.run([sys.executable, "-m", "accel.matrix.gpu_check"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == "fail (bf16: gpu_check: torch.cuda.is_available() is False inside the container)"

@@ -37,18 +37,24 @@ class SuiteResult:
 
 
 def install_time(client: DockerClient, root: Path, cell: Cell) -> float:
-    """Seconds to fill a fresh venv from the wheelhouse, in the base image, with no network."""
+    """Seconds to fill a fresh venv from the wheelhouse as the image build does (the cell's lock,
+    hash-checked, no index), in the base image, with no network."""
+    lock = root / "docker" / "locks" / cell.id
+    if (lock / "requirements.txt").is_file():
+        args = "'--require-hashes', '--no-deps', '-r', '/req/requirements.txt'"
+    else:
+        lock, args = root / "docker", f"'-r', '/req/requirements.txt', 'torch=={cell.torch}'"
     script = (
         "import subprocess, sys, time\n"
         "subprocess.run([sys.executable, '-m', 'venv', '/tmp/v'], check=True)\n"
         "t = time.perf_counter()\n"
-        "subprocess.run(['/tmp/v/bin/pip', 'install', '-q', '--no-index', '--find-links', '/wheels',\n"
-        f"    '-r', '/req/requirements.txt', 'torch=={cell.torch}'], check=True)\n"
+        f"subprocess.run(['/tmp/v/bin/pip', 'install', '-q', '--no-index', '--find-links', '/wheels', {args}],\n"
+        "    check=True)\n"
         "print(round(time.perf_counter() - t, 2))\n"
     )
     volumes = {
         str(wheelhouse(root, cell)): {"bind": "/wheels", "mode": "ro"},
-        str(root / "docker"): {"bind": "/req", "mode": "ro"},
+        str(lock): {"bind": "/req", "mode": "ro"},
     }
     code, logs, _ = run(client, cell.base, ["python3", "-c", script], "install", network_mode="none", volumes=volumes)
     return float(checked(code, logs, "install").strip().splitlines()[-1])
