@@ -179,3 +179,16 @@ def test_gpu_check_fails_honestly_without_a_gpu() -> None:
     proc = subprocess.run([sys.executable, "-m", "accel.matrix.gpu_check"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1
     assert proc.stdout.strip() == "fail (bf16: gpu_check: torch.cuda.is_available() is False inside the container)"
+
+
+def test_time_limit_stops_later_stages_with_the_reason() -> None:
+    import io
+
+    from accel.matrix.outcome import Progress
+
+    progress = Progress(io.StringIO(), time_limit=0)
+    with pytest.raises(engine.StageError) as info, progress.stage("py3.11-cpu", "test suite"):
+        pass
+    assert info.value.stage == "time limit" and info.value.environmental
+    assert "before the test suite stage" in info.value.reason
+    assert Progress(io.StringIO(), time_limit=100).remaining(30) == 30

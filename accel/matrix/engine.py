@@ -31,7 +31,8 @@ class StageError(Exception):
     def environmental(self) -> bool:
         """True when the host, not accel, is at fault (disk full, engine gone): ``not built``."""
         text = self.reason.lower()
-        return any(s in text for s in ("no space left", "engine not reachable", "connection aborted", "disk full"))
+        keys = ("no space left", "engine not reachable", "connection aborted", "disk full", "time limit")
+        return self.stage == "time limit" or any(key in text for key in keys)
 
 
 def connect(timeout: int = 1800) -> DockerClient:
@@ -175,3 +176,13 @@ def remove_image(client: DockerClient, tag: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     return True
+
+
+def prune_builder_leftovers(client: DockerClient) -> None:
+    """Remove the dangling builder-stage images accel's Dockerfile leaves (label org.accel.managed)."""
+    import docker.errors
+
+    try:
+        client.images.prune(filters={"dangling": True, "label": "org.accel.managed=1"})
+    except docker.errors.DockerException:
+        pass

@@ -66,10 +66,17 @@ class Outcome:
 class Progress:
     """One line per cell and stage, with elapsed times; safe to use from several worker threads."""
 
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
+    def __init__(self, stream: TextIO = sys.stdout, time_limit: float | None = None) -> None:
         self._stream = stream
         self._lock = threading.Lock()
         self._start = time.monotonic()
+        self.time_limit = time_limit
+
+    def remaining(self, cap: float) -> float:
+        """Seconds left of the run's time limit, at most ``cap``."""
+        if self.time_limit is None:
+            return cap
+        return max(0.0, min(cap, self.time_limit - (time.monotonic() - self._start)))
 
     def line(self, cell: str, text: str) -> None:
         elapsed = time.monotonic() - self._start
@@ -79,6 +86,11 @@ class Progress:
 
     @contextmanager
     def stage(self, cell: str, name: str) -> Iterator[None]:
+        if self.remaining(1.0) <= 0:
+            from accel.matrix.engine import StageError
+
+            used = time.monotonic() - self._start
+            raise StageError("time limit", f"the run's --time-limit was used up ({used:.0f} s) before the {name} stage")
         self.line(cell, f"{name} ...")
         start = time.monotonic()
         try:

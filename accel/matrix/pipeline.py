@@ -42,6 +42,7 @@ class Settings:
     use_cache: bool = True
     vcs_ref: str = "unknown"
     repo: str = "accel"
+    install_time: bool = True
 
     def tag(self, cell: Cell, target: str | None = None) -> str:
         """The image tag of a cell (``accel:py3.11-cpu``) or of one of its targets (``...-dev``)."""
@@ -93,8 +94,11 @@ def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
         outcome.__dict__.update(cached.__dict__)
         return
     client = settings.client
-    with say.stage(cell.id, "install (venv from the wheelhouse, no network)"):
-        outcome.install_s = stages.install_time(client, settings.root, cell)
+    if settings.install_time:
+        with say.stage(cell.id, "install (venv from the wheelhouse, no network)"):
+            outcome.install_s = stages.install_time(client, settings.root, cell)
+    else:
+        outcome.note("install time not measured in this run (--skip-install-time)")
     runtime, dev = settings.tag(cell), settings.tag(cell, "dev")
     try:
         start = time.monotonic()
@@ -108,7 +112,13 @@ def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
         with say.stage(cell.id, "2-process example job"):
             outcome.job_s = stages.two_process_job(client, runtime)
         with say.stage(cell.id, "test suite (unit + multi-process gloo)"):
-            suite = stages.run_suite(client, settings.root, dev)
+            limit = say.remaining(stages.SUITE_TIMEOUT_S)
+            try:
+                suite = stages.run_suite(client, settings.root, dev, timeout=limit)
+            except StageError as exc:
+                if limit < stages.SUITE_TIMEOUT_S and "no exit within" in exc.reason:
+                    raise StageError("time limit", f"the suite did not finish in the {limit:.0f} s left") from None
+                raise
         outcome.tests, outcome.tests_s = suite.summary, round(suite.seconds, 1)
         if suite.failing:
             outcome.note("failing: " + ", ".join(suite.failing[:20]) + (" ..." if len(suite.failing) > 20 else ""))
@@ -171,7 +181,7 @@ def build(settings: Settings, cell: Cell, target: str | None) -> int:
         args["TORCH_VERSION"] = cell.torch
     with tempfile.TemporaryFile() as tar:
         context.write_context(settings.root, cell, tar)
-        return engine.build(
+        size = engine.build(
             settings.client,
             tar,
             cell.dockerfile,
@@ -180,6 +190,8 @@ def build(settings: Settings, cell: Cell, target: str | None) -> int:
             target,
             lambda step: settings.progress.line(cell.id, f"  {tag} {step}"),
         )
+    engine.prune_builder_leftovers(settings.client)
+    return size
 
 
 def alpine(settings: Settings, cell: Cell, outcome: Outcome) -> None:

@@ -49,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--repo", default="accel", help="repository name of the images built (default accel)")
         p.add_argument("--report-dir", type=Path, default=None, help="where the report goes")
         p.add_argument("--no-report", action="store_true", help="print only; write no report")
+        p.add_argument("--time-limit", type=float, default=None, help="seconds; later stages say they were not run")
+    sub.choices["check"].add_argument(
+        "--skip-install-time", action="store_true", help="do not measure the separate wheelhouse install"
+    )
     run = sub.choices["run"]
     run.add_argument("--project", type=Path, required=True, help="your project folder (copied into each cell)")
     run.add_argument("--requirements", default="requirements.txt", help="in --project; installed when present")
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         root=root,
         client=client,
-        progress=Progress(),
+        progress=Progress(time_limit=args.time_limit),
         cache=ResultCache(root / ".cache" / "matrix"),
         indexes=probe.pip_indexes(),
         gpu=engine.nvidia_runtime(client),
@@ -150,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         use_cache=not args.no_cache,
         vcs_ref=report.git_revision(root),
         repo=args.repo,
+        install_time=not getattr(args, "skip_install_time", False),
     )
     if args.command == "run":
         from accel.matrix.user import run_project

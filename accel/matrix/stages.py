@@ -103,7 +103,7 @@ def two_process_job(client: DockerClient, image: str) -> float:
     return seconds
 
 
-def run_suite(client: DockerClient, root: Path, image: str) -> SuiteResult:
+def run_suite(client: DockerClient, root: Path, image: str, timeout: float = SUITE_TIMEOUT_S) -> SuiteResult:
     """accel's own suite (unit + real gloo multi-process tests) in the image's dev target."""
     with tempfile.TemporaryDirectory(prefix="accel-matrix-suite-") as tmp:
         Path(tmp).chmod(0o777)
@@ -114,7 +114,7 @@ def run_suite(client: DockerClient, root: Path, image: str) -> SuiteResult:
             image,
             ["pytest", *SUITE_ARGS],
             "tests",
-            timeout=SUITE_TIMEOUT_S,
+            timeout=timeout,
             entrypoint=[],
             working_dir="/src",
             network_mode="host",
