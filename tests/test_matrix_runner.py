@@ -202,3 +202,10 @@ def test_cells_not_run_keep_their_last_reported_row(tmp_path: Path, matrix: Matr
     report.write(tmp_path, "COMPATIBILITY", [row], report.metadata(ROOT, "engine test"))
     assert previous_rows(tmp_path / "COMPATIBILITY.json") == {"py3.12-cuda": row}
     assert previous_rows(tmp_path / "missing.json") == {}
+
+
+def test_suite_shards_cover_every_test_file_once() -> None:
+    parts = stages.shards(ROOT, 4)
+    files = sorted(f"tests/{p.name}" for p in (ROOT / "tests").glob("test_*.py"))
+    assert len(parts) == 4 and sorted(f for part in parts for f in part) == files
+    assert stages.shards(ROOT, 1) == [sorted(files, key=lambda f: (-(ROOT / f).stat().st_size, f))]

@@ -43,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("check", "build and test accel in each cell"), ("run", "run your project in each cell")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--cells", action="append", default=[], help="comma-separated cell ids (default: every cell)")
-        p.add_argument("--jobs", type=int, default=1, help="cells built and tested at once (default 1)")
+        p.add_argument("--jobs", type=int, default=1, help="cells worked on at once (default 1)")
+        p.add_argument("--builds", type=int, default=2, help="of those, how many build and test (default 2)")
         p.add_argument("--keep-images", action="store_true", help="keep the images built (a CUDA cell is ~5.6 GB)")
         p.add_argument("--no-cache", action="store_true", help="rerun cells whose inputs did not change")
         p.add_argument("--root", type=Path, default=None, help="the accel checkout (default: found from cwd)")
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         vcs_ref=report.git_revision(root),
         repo=args.repo,
         install_time=not getattr(args, "skip_install_time", False),
+        builds=threading.Semaphore(max(1, args.builds)),
     )
     if args.command == "run":
         from accel.matrix.user import run_project
