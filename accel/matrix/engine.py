@@ -148,7 +148,7 @@ def run(
     try:
         try:
             status = container.wait(timeout=timeout)
-        except requests.exceptions.ConnectionError:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
             raise StageError(stage, f"no exit within {timeout:.0f} s") from None
         logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
         return int(status.get("StatusCode", -1)), logs, time.monotonic() - start
