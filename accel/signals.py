@@ -41,7 +41,7 @@ import torch.distributed as dist
 from accel.group import settle_at_exit
 
 GRACE_S = 120
-ROUND_S = 0.05  # training time between agreement rounds
+ROUND_S = 0.25  # training time between agreement rounds
 MAX_SPACING = 1024  # batches
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
