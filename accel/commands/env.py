@@ -17,8 +17,9 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from accel import __version__, env
+from accel import env
 from accel.commands.parser import Parser
+from accel.version import __version__
 
 GIB = 1024**3
 SMALL_SHM = GIB
