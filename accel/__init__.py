@@ -19,7 +19,7 @@ _EXPORTS = {
     "AcceleratorState": "accel.accelerator_state",
     "synchronize_rng_states": "accel.rng",
     "DistributedType": "accel.state",
-    "notebook_launcher": "accel.notebook",
+    "notebook_launcher": "accel.launch.notebook",
     "skip_first_batches": "accel.data",
     "prepare_data_loader": "accel.data_loader",
     "find_executable_batch_size": "accel.memory",
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from accel.accelerator_state import AcceleratorState
     from accel.data import skip_first_batches
     from accel.data_loader import prepare_data_loader
+    from accel.launch.notebook import notebook_launcher
     from accel.memory import find_executable_batch_size
-    from accel.notebook import notebook_launcher
     from accel.plugins import (
         DataLoaderConfiguration,
         DistributedDataParallelKwargs,

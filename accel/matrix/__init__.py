@@ -24,9 +24,3 @@ so that cells upstream does not support are reported as such without a build.
 
 Needs the ``matrix`` extra (docker-py) and a Docker engine; run from a checkout.
 """
-
-from __future__ import annotations
-
-from accel.matrix.runner import main
-
-__all__ = ["main"]
