@@ -138,13 +138,20 @@ def config_main(argv: list[str]) -> int:
 
 
 def env_main(argv: list[str]) -> int:
-    """``accel env [--config_file PATH]``."""
+    """``accel env [--config_file PATH] [--verify]``."""
     parser = _Parser(prog="accel env")
     parser.add_argument("--config_file", "--config-file", dest="config_file")
+    parser.add_argument("--verify", action="store_true", help="only check the image's environment against its seal")
     args = parser.parse_args(argv)
+    from accel.envlock import report as environment
+
+    lines, code = environment(verbose=args.verify)
+    if args.verify:
+        sys.stdout.write("\n".join(lines) + "\n")
+        return code
     from accel.envreport import report
 
-    sys.stdout.write(report(args.config_file))
+    sys.stdout.write(report(args.config_file) + "\n".join(lines) + "\n")
     return 0
 
 
