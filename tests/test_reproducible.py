@@ -177,3 +177,25 @@ def test_derived_image_runs_the_users_script_on_two_processes_as_non_root(built:
         assert verify.strip().endswith("(extended: +six 1.17.0)"), verify
     finally:
         built.docker("rmi", "-f", DERIVED)
+
+
+@pytest.mark.docker
+def test_labels_carry_lock_and_venv_digests_and_no_host_paths(built: Docker) -> None:
+    labels = built.labels()
+    lock = ROOT / "docker" / "locks" / CELL / "requirements.txt"
+    assert labels["org.accel.lock.sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
+    assert len(labels["org.accel.venv.sha256"]) == 64
+    leaks = {k: v for k, v in labels.items() if str(Path.home()) in v or str(ROOT) in v or "/root/" in v}
+    assert not leaks, leaks
+
+
+@pytest.mark.docker
+def test_an_unchanged_checkout_reuses_the_image(built: Docker) -> None:
+    before = built.docker("image", "inspect", "-f", "{{.Id}}", IMAGE).check().output.strip()
+    again = built.cmd(sys.executable, "docker/bootstrap.py", "--cell", CELL, "image", timeout=600).check()
+    assert f"{IMAGE}: up to date" in again.output, again.output
+    assert built.docker("image", "inspect", "-f", "{{.Id}}", IMAGE).check().output.strip() == before
+    dangling = built.docker("images", "-q", "--filter", "dangling=true", "--filter", "label=org.accel.managed=1")
+    raw = built.docker("image", "inspect", f"accel-cache:{CELL}-raw")
+    assert raw.returncode != 0, "the raw (unnormalised) build was left behind"
+    print(f"[docker] reuse check {again.seconds:.1f} s; dangling accel images: {len(dangling.output.split())}")
