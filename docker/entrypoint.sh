@@ -4,6 +4,7 @@
 #   IMAGE                          -> accel launch /opt/accel/example/train.py --output_dir /output
 #   IMAGE script.py [args]         -> accel launch script.py [args]
 #   IMAGE --num_processes 4 s.py   -> accel launch --num_processes 4 s.py   (launcher options first)
+#   IMAGE --verify                 -> accel env --verify (is the venv still the one the image was built with?)
 #   IMAGE anything else            -> run as given (accel env, python, bash, pytest, ...)
 #
 # Before a launch it checks the container set-up and warns: a small /dev/shm (Docker's default is
@@ -34,6 +35,9 @@ check_runtime() {
 }
 
 case "${1:-}" in
+--verify)
+	set -- accel env --verify
+	;;
 -* | *.py)
 	set -- accel launch "$@"
 	;;
