@@ -128,11 +128,11 @@ def test_bootstrap_reports_a_malformed_matrix_in_one_line(tmp_path: Path) -> Non
     (tmp_path / "docker" / "matrix.json").write_text(json.dumps(raw))
     for script in (ROOT / "docker").glob("*.py"):
         (tmp_path / "docker" / script.name).write_text(script.read_text())
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     (tmp_path / "accel").symlink_to(ROOT / "accel")
-    proc = subprocess.run(
-        [sys.executable, "docker/bootstrap.py", "wheels"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert proc.returncode == 2
+    cmd = [sys.executable, "docker/bootstrap.py", "wheels"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
         f"bootstrap: {tmp_path}/docker/matrix.json: cell 'py3.11-cpu': unknown variant 'tpu'; choose from cpu, cuda"
     ]
@@ -149,6 +149,8 @@ def test_dockerfile_arg_defaults_are_the_default_cell(matrix: Matrix) -> None:
     assert args["TORCH_VERSION"] == cell.torch
     assert "TORCH_INDEX_URL" not in args  # images install only locked wheels, never from an index
     assert args["BASE_IMAGE"].replace("${PYTHON_VERSION}", cell.python) == cell.base
+    if "CELL" in args:
+        assert args["CELL"].replace("${PYTHON_VERSION}", cell.python).replace("${VARIANT}", cell.variant) == cell.id
 
 
 def test_alpine_dockerfile_defaults_are_a_cell(matrix: Matrix) -> None:
