@@ -16,8 +16,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Accelerator": "accel.accelerator",
     "PartialState": "accel.state",
+    "AcceleratorState": "accel.accelerator_state",
+    "synchronize_rng_states": "accel.rng",
     "DistributedType": "accel.state",
-    "notebook_launcher": "accel.notebook",
+    "notebook_launcher": "accel.launch.notebook",
     "skip_first_batches": "accel.data",
     "find_executable_batch_size": "accel.memory",
     "DataLoaderConfiguration": "accel.plugins",
@@ -33,9 +35,10 @@ __all__ = [*sorted(_EXPORTS), "__version__"]
 
 if TYPE_CHECKING:
     from accel.accelerator import Accelerator
+    from accel.accelerator_state import AcceleratorState
     from accel.data import skip_first_batches
+    from accel.launch.notebook import notebook_launcher
     from accel.memory import find_executable_batch_size
-    from accel.notebook import notebook_launcher
     from accel.plugins import (
         DataLoaderConfiguration,
         DistributedDataParallelKwargs,
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
         InitProcessGroupKwargs,
         ProjectConfiguration,
     )
+    from accel.rng import synchronize_rng_states
     from accel.state import DistributedType, PartialState
 
 

@@ -1,7 +1,7 @@
 """The compatibility matrix: build and test every cell of docker/matrix.json with docker-py.
 
     tox -e matrix                          # the default selection (see below)
-    python -m accel.matrix --cell py3.11-cpu --cell py3.12-alpine
+    python -m accel.matrix --cell py3.11-cpu --cell py3.12-alpine-cpu
     python -m accel.matrix --all           # every cell (the CUDA cells download ~3 GB each)
 
 A cell is python x os/libc x variant with pinned versions. For each selected cell the runner
@@ -24,9 +24,3 @@ so that cells upstream does not support are reported as such without a build.
 
 Needs the ``matrix`` extra (docker-py) and a Docker engine; run from a checkout.
 """
-
-from __future__ import annotations
-
-from accel.matrix.runner import main
-
-__all__ = ["main"]

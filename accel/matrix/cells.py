@@ -1,80 +1,12 @@
-"""Cells of the matrix (docker/matrix.json) and the wheel probe that needs no download."""
+"""The wheel probe for a cell: does the pinned torch exist for its Python and platform tags (no download)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Cell:
-    """One image: python x os/libc x variant, with its pins (a row of docker/matrix.json)."""
-
-    id: str
-    python: str
-    os: str
-    libc: str
-    variant: str
-    torch: str
-    base: str
-    dockerfile: str
-    ci: bool = False
-    platforms: tuple[str, ...] = ()
-
-    @property
-    def abi(self) -> str:
-        return "cp" + self.python.replace(".", "")
-
-    @property
-    def image(self) -> str:
-        return f"accel:{self.id}"
-
-
-@dataclass
-class Matrix:
-    root: Path
-    cells: list[Cell]
-    raw: dict[str, Any] = field(repr=False)
-
-    def find(self, cell_id: str) -> Cell:
-        for cell in self.cells:
-            if cell.id == cell_id:
-                return cell
-        known = ", ".join(c.id for c in self.cells)
-        raise SystemExit(f"accel.matrix: unknown cell {cell_id!r}; docker/matrix.json has: {known}")
-
-
-def find_root(start: Path) -> Path:
-    """The checkout holding docker/matrix.json: ``start`` or one of its parents."""
-    for path in (start, *start.parents):
-        if (path / "docker" / "matrix.json").is_file():
-            return path
-    raise SystemExit(f"accel.matrix: no docker/matrix.json in {start} or above; run from an accel checkout")
-
-
-def load(root: Path) -> Matrix:
-    raw = json.loads((root / "docker" / "matrix.json").read_text())
-    tags: dict[str, list[str]] = raw["platform_tags"]
-    cells = [
-        Cell(
-            id=c["id"],
-            python=c["python"],
-            os=c["os"],
-            libc=c["libc"],
-            variant=c["variant"],
-            torch=c["torch"],
-            base=c["base"],
-            dockerfile=c["dockerfile"],
-            ci=bool(c.get("ci", False)),
-            platforms=tuple(tags[c["libc"]]),
-        )
-        for c in raw["cells"]
-    ]
-    return Matrix(root, cells, raw)
+from accel.matrix.model import Cell
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from accel.matrix import report
-from accel.matrix.cells import Cell, Matrix, find_root, load, probe_torch
+from accel.matrix.cells import probe_torch
+from accel.matrix.model import Cell, Matrix, MatrixError, find_root, load
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -269,10 +270,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    matrix = load(find_root(args.root.resolve()))
+    try:
+        matrix = load(find_root(args.root.resolve()))
+        for cell_id in args.cell:
+            matrix.find(cell_id)
+    except MatrixError as exc:
+        sys.stderr.write(f"accel.matrix: {exc}\n")
+        return exc.exit_code
     selected = {c.id for c in matrix.cells if args.all or (c.id in args.cell if args.cell else c.ci)}
-    for cell_id in args.cell:
-        matrix.find(cell_id)
     import docker
 
     client = docker.from_env(timeout=900)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from accel import __version__, env
+from accel.commands.parser import Parser
 
 GIB = 1024**3
 SMALL_SHM = GIB
@@ -149,7 +150,7 @@ def _settings(config_file: str | None) -> list[str]:
         shown = ("unset" if key == "project_dir" else "auto") if value is None else value
         lines.append(f"  {key:<28} {shown!s:<24} {resolved.source(key)}")
     from accel.exceptions import AccelError
-    from accel.launch import plan
+    from accel.launch.plan import plan
 
     try:
         launch = plan(resolved, len(_gpu_rows()[0]), port_free=lambda host, port: True, pick_port=lambda host: 0)
@@ -183,3 +184,12 @@ def report(config_file: str | None = None, environ: Mapping[str, str] | None = N
     accel_vars = env.accel_settings(environ)
     lines.append("ACCEL_* variables: " + (", ".join(f"{k}={v}" for k, v in sorted(accel_vars.items())) or "none"))
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """``accel env [--config_file PATH]``."""
+    parser = Parser(prog="accel env")
+    parser.add_argument("--config_file", "--config-file", dest="config_file")
+    args = parser.parse_args(argv)
+    sys.stdout.write(report(args.config_file))
+    return 0
