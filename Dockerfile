@@ -18,23 +18,30 @@ ARG TORCH_VERSION=2.13.0+cpu
 ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-bookworm
 # Resolved here, before any FROM: python base images set ENV PYTHON_VERSION to the full
 # version (3.11.7), which overrides an ARG of that name inside a stage.
-ARG WHEELHOUSE=.cache/wheelhouse/py${PYTHON_VERSION}-${VARIANT}
+ARG CELL=py${PYTHON_VERSION}-${VARIANT}
+ARG WHEELHOUSE=.cache/wheelhouse/${CELL}
 
 # --------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS builder
+# Every image of this file carries it: `docker image prune --filter label=org.accel.managed`
+# (what docker/bootstrap.py runs after a build) removes only what accel's builds left behind.
+LABEL org.accel.managed=1
 
-ARG VARIANT
-ARG TORCH_VERSION
-# Used only when the wheelhouse is empty (a host with a registry that skipped the bootstrap).
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG CELL
 ARG WHEELHOUSE
 # 1: drop what torch does not need to train (tests, C++ headers, test binaries) and strip debug
 # symbols from its shared libraries. 0: keep the wheels as published.
 ARG TRIM=1
 
+# Reproducible installs: with SOURCE_DATE_EPOCH set, pip and compileall write hash-based .pyc
+# files (PEP 552: no source mtime inside); a fixed hash seed keeps set constants in .pyc files
+# in one order. Inside the build only its presence matters: the layer mtimes and `created`
+# fields are set to the commit time when docker/bootstrap.py normalises the built image.
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PIP_NO_INPUT=1 \
+    SOURCE_DATE_EPOCH=315532800 \
+    PYTHONHASHSEED=0
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # binutils: `strip` for the trim step, builder stage only.
@@ -47,29 +54,24 @@ RUN set -eux; \
     fi; \
     python3 -m venv /opt/accel/venv
 
-# The wheelhouse (filled on the host by docker/bootstrap.py) may be absent: the glob keeps COPY
-# from failing, and the install below then uses the index instead.
-COPY docker/requirements.txt docker/requirements-dev.txt ${WHEELHOUSE}* /tmp/wheels/
+# The cell's lock (docker/lock.py) and its wheelhouse (docker/bootstrap.py wheels, which checks
+# every file against the lock before it starts a build).
+COPY docker/locks/${CELL}/ /tmp/lock/
+COPY ${WHEELHOUSE}/ /tmp/wheels/
 
-# Dependencies before the accel source, so that editing accel rebuilds only the last layers.
+# Exactly the locked files, in pip's hash-checking mode, never from an index. Dependencies
+# before the accel source, so that editing accel rebuilds only the last layers.
 RUN set -eux; \
-    case "$VARIANT" in \
-        cpu|cuda) ;; \
-        *) echo "VARIANT must be cpu or cuda, not '$VARIANT'" >&2; exit 2 ;; \
-    esac; \
-    wheels="$(find /tmp/wheels -maxdepth 1 -name '*.whl' | wc -l)"; \
-    if [ "$wheels" -gt 0 ]; then \
-        set -- --no-index --find-links /tmp/wheels; \
-        echo "installing from the wheelhouse ($wheels wheels)"; \
-    elif [ "$VARIANT" = cpu ]; then \
-        set -- --extra-index-url "$TORCH_INDEX_URL"; \
-    else \
-        set --; \
+    python="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"; \
+    if grep -q '^# unresolved:' /tmp/lock/requirements.txt; then \
+        echo "cell ${CELL}: no lock ($(sed -n 's/^# unresolved: //p' /tmp/lock/requirements.txt))" >&2; exit 2; \
     fi; \
-    /opt/accel/venv/bin/pip install "$@" -r /tmp/wheels/requirements.txt "torch==${TORCH_VERSION}"; \
-    /opt/accel/venv/bin/pip install "$@" --prefix /opt/accel/dev -r /tmp/wheels/requirements-dev.txt; \
-    mkdir -p /opt/accel/build; \
-    /opt/accel/venv/bin/pip download "$@" --no-deps --dest /opt/accel/build "setuptools>=69" wheel; \
+    if ! grep -qx "# python: $python" /tmp/lock/requirements.txt; then \
+        echo "cell ${CELL}: docker/locks/${CELL}/requirements.txt is not for Python $python" >&2; exit 2; \
+    fi; \
+    set -- --require-hashes --no-deps --no-index --find-links /tmp/wheels; \
+    /opt/accel/venv/bin/pip install "$@" -r /tmp/lock/requirements.txt; \
+    /opt/accel/venv/bin/pip install "$@" --prefix /opt/accel/dev -r /tmp/lock/requirements-dev.txt; \
     if [ "$TRIM" = 1 ]; then \
         site="$(/opt/accel/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
         rm -rf "$site/torch/test" "$site/torch/include" "$site/torch/share/cmake" \
@@ -79,15 +81,21 @@ RUN set -eux; \
         find "$site/numpy" -depth -type d -name tests -exec rm -rf '{}' +; \
         # Only torch's own libraries: numpy.libs and other auditwheel-patched ones break when stripped.
         strip --strip-unneeded "$site"/torch/lib/libtorch*.so "$site"/torch/lib/libc10*.so; \
-    fi
+    fi; \
+    rm -rf /tmp/wheels /root/.cache
 
-# accel itself, from this checkout: built into a wheel offline (setuptools from the wheelhouse).
+# accel itself, from this checkout, built offline by the locked build backend (setuptools is in
+# the lock) with no build isolation, so no unpinned build dependency is fetched. Then the
+# environment's identity: the venv's file manifest and its digest (accel.envlock), which the
+# image's labels and `accel env --verify` report.
 COPY pyproject.toml README.m[d] LICENS[E] /src/
 COPY accel/ /src/accel/
 RUN set -eux; \
     [ -e /src/README.md ] || echo "# accel" > /src/README.md; \
-    /opt/accel/venv/bin/pip install --no-index --find-links /opt/accel/build --no-deps /src; \
-    /opt/accel/venv/bin/python -m compileall -q /opt/accel/venv/lib/python*/site-packages/accel
+    /opt/accel/venv/bin/pip install --no-index --no-deps --no-build-isolation /src; \
+    rm -rf /src/build /src/*.egg-info /root/.cache; \
+    PYTHONDONTWRITEBYTECODE=1 /opt/accel/venv/bin/python -m accel.envlock seal \
+        --venv /opt/accel/venv --cell "$CELL" --lock /tmp/lock/requirements.txt --out /opt/accel/environment
 
 # --------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
@@ -95,6 +103,7 @@ FROM ${BASE_IMAGE} AS runtime
 ARG PYTHON_VERSION
 ARG VARIANT
 ARG TORCH_VERSION
+ARG CELL
 ARG ACCEL_VERSION=0.1.0
 ARG VCS_REF=unknown
 ARG SOURCE_URL=https://github.com/accel-dev/accel
@@ -112,7 +121,9 @@ LABEL org.opencontainers.image.title="accel" \
       org.opencontainers.image.base.name="${BASE_IMAGE}" \
       org.accel.variant="${VARIANT}" \
       org.accel.python="${PYTHON_VERSION}" \
-      org.accel.torch="${TORCH_VERSION}"
+      org.accel.torch="${TORCH_VERSION}" \
+      org.accel.cell="${CELL}" \
+      org.accel.managed=1
 
 ENV VIRTUAL_ENV=/opt/accel/venv \
     PATH=/opt/accel/venv/bin:${PATH} \
@@ -123,12 +134,17 @@ ENV VIRTUAL_ENV=/opt/accel/venv \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
+# useradd stamps the day of the build into /etc/shadow: the field is left empty instead (no
+# password ageing; the account has no password anyway), and its logs are dropped.
 RUN set -eux; \
     groupadd --gid "$ACCEL_UID" accel; \
     useradd --uid "$ACCEL_UID" --gid accel --create-home --shell /bin/bash accel; \
+    sed -i -E 's/^(accel:[^:]*):[0-9]*:/\1::/' /etc/shadow; \
+    rm -f /etc/shadow- /etc/gshadow- /etc/passwd- /etc/group- /var/log/lastlog /var/log/faillog; \
     install -d -o accel -g accel /output /workspace
 
 COPY --from=builder /opt/accel/venv /opt/accel/venv
+COPY --from=builder /opt/accel/environment /opt/accel/environment
 COPY docker/configs/ /etc/accel/configs/
 COPY docker/entrypoint.sh /usr/local/bin/accel-entrypoint
 COPY docker/smoke.py /opt/accel/smoke.py
@@ -141,7 +157,8 @@ RUN set -eux; \
     fi; \
     ln -s "configs/$config.yaml" /etc/accel/config.yaml; \
     chmod 0755 /usr/local/bin/accel-entrypoint; \
-    python /opt/accel/smoke.py --variant "$VARIANT" --torch "$TORCH_VERSION"
+    PYTHONDONTWRITEBYTECODE=1 python /opt/accel/smoke.py --variant "$VARIANT" --torch "$TORCH_VERSION"; \
+    rm -rf /tmp/* /root/.cache /root/.config
 
 USER ${ACCEL_UID}:${ACCEL_UID}
 WORKDIR /workspace

@@ -39,6 +39,10 @@ class CheckpointError(AccelError, RuntimeError):
     """A checkpoint cannot be written or read: missing, truncated, mismatched or newer format."""
 
 
+class DistributedOperationException(AccelError, RuntimeError):  # noqa: N818  (Accelerate's name)
+    """A collective was called with inputs that do not match across ranks (raised in debug mode)."""
+
+
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str] | frozenset[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` when nothing is close."""
     import difflib

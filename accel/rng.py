@@ -6,6 +6,7 @@ Captured states are plain tensors and JSON-able values, so checkpoints load with
 
 from __future__ import annotations
 
+import enum
 import random
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from accel import ops
+from accel.exceptions import ConfigError
 
 
 def set_seed(seed: int, device_specific: bool = False, deterministic: bool = False) -> None:
@@ -30,15 +32,56 @@ def set_seed(seed: int, device_specific: bool = False, deterministic: bool = Fal
         torch.use_deterministic_algorithms(True)
 
 
-def synchronize_rng_states(rng_types: list[str] | None = None) -> None:
-    """Make every rank's torch (and CUDA) generator equal to rank 0's."""
-    types = rng_types or ["torch"]
-    if "torch" in types:
-        state = ops.broadcast(torch.get_rng_state())
-        torch.set_rng_state(state)
-    if "cuda" in types and torch.cuda.is_available():
-        cuda_state = ops.broadcast(torch.cuda.get_rng_state().cuda()).cpu()
-        torch.cuda.set_rng_state(cuda_state)
+class RNGType(str, enum.Enum):
+    """Generators :func:`synchronize_rng_states` can align (names as in Accelerate)."""
+
+    TORCH = "torch"
+    CUDA = "cuda"
+    XPU = "xpu"
+    NPU = "npu"
+    MLU = "mlu"
+    MUSA = "musa"
+    SDAA = "sdaa"
+    HPU = "hpu"
+    XLA = "xla"
+    GENERATOR = "generator"
+
+
+def _broadcast_state(state: torch.Tensor) -> torch.Tensor:
+    """Rank 0's copy of a CPU state tensor (through the device when the backend needs it, e.g. nccl)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return state
+    if dist.get_backend() == "nccl":
+        return ops.broadcast(state.cuda()).cpu()  # type: ignore[no-any-return]
+    return ops.broadcast(state.clone())  # type: ignore[no-any-return]
+
+
+def synchronize_rng_states(rng_types: list[str] | None = None, generator: torch.Generator | None = None) -> None:
+    """Make every rank's generators of ``rng_types`` equal to rank 0's (a collective: call it on every rank).
+
+    ``"torch"`` is the CPU generator, ``"cuda"``/``"xpu"``/... the device generators (skipped where that
+    device is absent), ``"generator"`` the ``generator`` passed in (e.g. a DataLoader's).
+    """
+    names = [RNGType(t).value if t in RNGType._value2member_map_ else str(t) for t in (rng_types or ["torch"])]
+    unknown = [n for n in names if n not in RNGType._value2member_map_]
+    if unknown:
+        choices = ", ".join(t.value for t in RNGType)
+        raise ConfigError(f"synchronize_rng_states(rng_types={unknown}): unknown type; expected some of {choices}")
+    for name in names:
+        if name == "torch":
+            torch.set_rng_state(_broadcast_state(torch.get_rng_state()))
+        elif name == "generator":
+            if generator is None:
+                raise ConfigError('synchronize_rng_states(["generator"]) needs generator=<the torch.Generator>')
+            generator.set_state(_broadcast_state(generator.get_state()))
+        elif name == "cuda" and torch.cuda.is_available():
+            torch.cuda.set_rng_state(_broadcast_state(torch.cuda.get_rng_state()))
+        elif name not in ("cuda", "xla"):
+            device = getattr(torch, name, None)
+            if device is not None and callable(getattr(device, "is_available", None)) and device.is_available():
+                device.set_rng_state(_broadcast_state(device.get_rng_state()))
 
 
 def capture() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

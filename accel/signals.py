@@ -33,12 +33,15 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from accel.group import settle_at_exit
+
+if TYPE_CHECKING:
+    from accel.checkpoint import Checkpointer
 
 GRACE_S = 120
 ROUND_S = 0.25  # training time between agreement rounds
@@ -49,7 +52,7 @@ SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasa
 class Preemption:
     """Turns SIGTERM/SIGUSR1 into a checkpoint at the next step boundary on every rank."""
 
-    def __init__(self, accelerator: Any, checkpointer: Any) -> None:
+    def __init__(self, accelerator: Any, checkpointer: Checkpointer) -> None:
         self.acc = accelerator
         self.checkpointer = checkpointer
         self.received: int | None = None

@@ -14,7 +14,7 @@ import enum
 import socket
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -24,18 +24,58 @@ from accel.exceptions import ConfigError, StateError
 from accel.group import init_group, process_group_timeout, settle_at_exit
 from accel.world import World, discover
 
-__all__ = ["DistributedType", "PartialState", "World", "discover", "live_states", "process_group_timeout"]
+__all__ = [
+    "AcceleratorState",
+    "DistributedType",
+    "GradientState",
+    "PartialState",
+    "World",
+    "discover",
+    "live_states",
+    "process_group_timeout",
+]
+
+if TYPE_CHECKING:
+    from accel.accelerator_state import AcceleratorState
+    from accel.gradient_state import GradientState
+
+_LAZY = {"AcceleratorState": "accel.accelerator_state", "GradientState": "accel.gradient_state"}
+
+
+def __getattr__(name: str) -> Any:
+    """``AcceleratorState`` and ``GradientState`` at the path Accelerate scripts import them from."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'accel.state' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 T = TypeVar("T")
 
 
 class DistributedType(str, enum.Enum):
-    """How the processes cooperate (names as in Accelerate)."""
+    """How the processes cooperate (names as in Accelerate).
+
+    accel runs ``NO``, ``MULTI_CPU``, ``MULTI_GPU`` and ``FSDP``; the other members exist so that scripts
+    comparing against them keep working (they are never the value of a running accel world).
+    """
 
     NO = "NO"
     MULTI_CPU = "MULTI_CPU"
     MULTI_GPU = "MULTI_GPU"
     FSDP = "FSDP"
+    DEEPSPEED = "DEEPSPEED"
+    XLA = "XLA"
+    MEGATRON_LM = "MEGATRON_LM"
+    MULTI_XPU = "MULTI_XPU"
+    MULTI_NPU = "MULTI_NPU"
+    MULTI_MLU = "MULTI_MLU"
+    MULTI_MUSA = "MULTI_MUSA"
+    MULTI_SDAA = "MULTI_SDAA"
+    MULTI_HPU = "MULTI_HPU"
+    MULTI_NEURON = "MULTI_NEURON"
 
 
 _live_states: weakref.WeakSet[PartialState] = weakref.WeakSet()
