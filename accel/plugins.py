@@ -76,6 +76,7 @@ class ProjectConfiguration:
         total_limit: keep at most this many automatic checkpoints (oldest removed).
         iteration: number of the next automatic checkpoint.
         save_on_each_node: write node-local copies of main-process files on every node.
+        async_save: ``save_state()`` writes in the background by default (see ``save_state(async_save=...)``).
     """
 
     project_dir: str | Path | None = None
@@ -84,6 +85,7 @@ class ProjectConfiguration:
     total_limit: int | None = None
     iteration: int = 0
     save_on_each_node: bool = False
+    async_save: bool = False
 
     def __post_init__(self) -> None:
         if self.total_limit is not None:
