@@ -12,9 +12,10 @@ previous one.
   ``torch.distributed.checkpoint.async_save`` keeps), so later saves copy into memory the kernel
   has already mapped; on a GPU they are pinned and filled with non-blocking copies.
 * The thread is not a daemon: the interpreter waits for it before exiting, also after an exception.
-* It runs no collective: every rank writes its small per-rank file before ``save_state`` returns,
-  and only the main process's files (model, optimizer, scheduler, registered objects) go to the
-  thread. A failure there is raised by the next ``wait_for_checkpoint()`` or ``save_state()``.
+* It runs no collective: every rank writes its small per-rank file before ``save_state`` returns
+  (without fsync: the thread fsyncs those files before publishing), and only the main process's
+  files (model, optimizer, scheduler, registered objects) go to the thread. A failure there is
+  raised (on every rank) by the next ``wait_for_checkpoint()``, ``save_state()`` or ``load_state()``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def finish(jobs: list[FileJob], manifest: Manifest, final: Path, prune_to: int |
     tmp = atomic.staging(final)
     for job in jobs:
         tensorfile.write(tmp / job.name, job.tensors, job.metadata)
+    for path in tmp.iterdir():  # the ranks' own files, written without fsync before save_state returned
+        if path.name.startswith("random_states_"):
+            atomic.fsync_file(path)
     saving.complete(manifest, final, prune_to)
 
 

@@ -78,12 +78,16 @@ def write(state: PartialState, snapshot: Snapshot, final: Path) -> Path:
 
 
 def write_rank(state: PartialState, snapshot: Snapshot, final: Path) -> Path:
-    """Only this rank's own file into a fresh staging directory (collective), for an asynchronous save."""
+    """Only this rank's own file into a fresh staging directory (collective), for an asynchronous save.
+
+    The file is not fsynced here (an fsync can wait seconds behind other writers on a busy disk): the
+    main process's background thread fsyncs every staged file before it publishes.
+    """
     if state.is_main_process:
         atomic.fresh_staging(final)
     state.wait_for_everyone()
     tmp = atomic.staging(final)
-    parts.save_object(tmp / parts.rank_file(snapshot.rank), snapshot.own)
+    parts.save_object(tmp / parts.rank_file(snapshot.rank), snapshot.own, sync=False)
     state.wait_for_everyone()
     return tmp
 
