@@ -6,7 +6,7 @@ A stack of ``Linear(2048, 2048)`` layers with a plain SGD optimizer (no state), 
 is the weights: 4 bytes per parameter. For each size, interleaved: ``save_state`` / ``load_state``,
 ``torch.save(state_dict)`` + fsync / ``torch.load(weights_only=True)`` + ``load_state_dict``, and
 ``safetensors.torch.save_file`` + fsync / ``load_file`` + ``load_state_dict``. Every load starts with
-the files dropped from the page cache. Sizes up to 100M repeat 3 times, larger ones once.
+the files dropped from the page cache. Sizes below 100M repeat twice, larger ones once.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main() -> None:
     load, points = [common.load()], []
     try:
         for params in sizes:
-            points.append(point(params, 1 if args.smoke or params > 100e6 else 3, root))
+            points.append(point(params, 1 if args.smoke or params >= 100e6 else 2, root))
             load.append(common.load())
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -1,6 +1,6 @@
 """Regenerate BENCHMARKS.md and its plots: every benchmark, then the plots, then the document.
 
-usage: python bench/run_all.py [--smoke] [--only NAME,...] [--render] [--results DIR] [--output FILE]
+usage: python bench/run_all.py [--smoke] [--only NAME,...] [--render] [--results DIR] [--output FILE] [--plots DIR]
 
 Each benchmark runs as its own process (``bench/<script>.py``) and leaves its table in
 ``<results>/<name>.md`` (and, for the curves, its numbers in ``<name>.json``). The plots go to
@@ -86,11 +86,12 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="no benchmark, only plots and the document")
     parser.add_argument("--results", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--plots", type=Path, default=None)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else None
     results = args.results or (scratch / "results" if scratch else HERE / "results")
     output = args.output or (scratch / "BENCHMARKS.md" if scratch else ROOT / "BENCHMARKS.md")
-    plot_dir = (scratch / "plots") if scratch else HERE / "plots"
+    plot_dir = args.plots or ((scratch / "plots") if scratch else HERE / "plots")
     results.mkdir(parents=True, exist_ok=True)
     names = [] if args.render else (args.only.split(",") if args.only else list(BENCHES))
     unknown = [n for n in names if n not in BENCHES]
