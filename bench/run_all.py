@@ -69,10 +69,15 @@ def render(results: Path, output: Path, plot_dir: Path) -> None:
         key = match.group(1)
         if key == "machine":
             return common.machine()
+        if key.endswith("_notes"):  # the reading of a table: written by hand, kept in bench/notes/
+            notes = NOTES / f"{key[: -len('_notes')]}.md"
+            return notes.read_text().strip() if notes.exists() else ""
         path = results / f"{key}.md"
-        return (
-            path.read_text().strip() if path.exists() else f"(not measured: run `python bench/run_all.py --only {key}`)"
-        )
+        if path.exists():
+            return path.read_text().strip()
+        if key == "gpu":
+            return "Not run on a GPU: `python bench/gpu.py` on a machine with one writes `bench/results/gpu.md`."
+        return f"(not measured: run `python bench/run_all.py --only {key}`)"
 
     rel = plot_dir.relative_to(output.parent) if plot_dir.is_relative_to(output.parent) else plot_dir
     text = re.sub(r"\{\{(\w+)\}\}", table, text).replace("(plots/", f"({rel.as_posix()}/")
