@@ -116,7 +116,7 @@ def main() -> None:
     data = run(rounds, blocks, configs, args.peer_python or peer.python())
     if args.json:
         args.json.write_text(json.dumps(data, indent=1))
-    print(f"DDP steady state, 2 CPU ranks: {rounds} rounds x {blocks} blocks; load {common.load_range(data['load'])}")
+    print(f"DDP steady state, 2 CPU ranks: {rounds} rounds x {blocks} blocks; load {common.load_range(data['load'])}\n")
     print(table(data))
 
 

@@ -34,7 +34,7 @@ import plots  # noqa: E402
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "cli": (["bench_cli.py", "--rounds", "8"], ["bench_cli.py", "--rounds", "1", "--help-runs", "2"]),
     "core": (["bench_core.py", "--rounds", "3"], ["bench_core.py", "--quick"]),
-    "ddp": (["bench_ddp.py", "--rounds", "3", "--json", "{json}"], ["bench_ddp.py", "--smoke"]),
+    "ddp": (["bench_ddp.py", "--rounds", "3", "--blocks", "4", "--json", "{json}"], ["bench_ddp.py", "--smoke"]),
     "step": (["curves_step.py", "--json", "{json}"], ["curves_step.py", "--smoke", "--json", "{json}"]),
     "dist": (["curves_dist.py", "--json", "{json}"], ["curves_dist.py", "--smoke", "--json", "{json}"]),
     "checkpoint": (
