@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from accel import env
 from accel.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from accel.config.run import RunConfig
 
 
 def _check_int(owner: str, name: str, value: Any, minimum: int) -> None:
@@ -175,13 +177,16 @@ def pick_handler(handlers: dict[type, KwargsHandler], kind: type[H]) -> H | None
     return found if isinstance(found, kind) else None
 
 
-def resolve_accumulation(steps: int | None, plugin: GradientAccumulationPlugin | None) -> GradientAccumulationPlugin:
-    """Explicit argument or plugin > ``ACCEL_GRADIENT_ACCUMULATION_STEPS`` > 1."""
+def resolve_accumulation(
+    steps: int | None, plugin: GradientAccumulationPlugin | None, run: RunConfig | None = None
+) -> GradientAccumulationPlugin:
+    """Explicit argument or plugin > the launcher's value (``run``) > 1."""
     if plugin is not None and steps not in (None, 1):
         raise ConfigError("pass gradient_accumulation_steps or gradient_accumulation_plugin, not both")
     if plugin is not None:
         return plugin
-    value: object = steps if steps is not None else env.get_int(env.GRADIENT_ACCUMULATION_STEPS) or 1
+    launched = run.gradient_accumulation_steps if run is not None else None
+    value: object = steps if steps is not None else launched or 1
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"gradient_accumulation_steps={value!r}: expected an integer >= 1")
     return GradientAccumulationPlugin(num_steps=value)

@@ -63,6 +63,7 @@ class Checkpointer:
         precision: the precision policy (its mode and fp16 scaler state are saved).
         project: where automatically named checkpoints go, and their numbering.
         contents: builds the record of what is prepared and registered right now.
+        auto_resume: the run's setting (``accel launch --no_auto_resume`` turns it off).
 
     Attributes:
         resumed_from: the checkpoint last loaded (by ``load_state`` or auto-resume), else None.
@@ -76,6 +77,7 @@ class Checkpointer:
         precision: Precision,
         project: ProjectConfiguration,
         contents: Callable[[], Contents],
+        auto_resume: bool = True,
     ) -> None:
         self.state = state
         self.strategy = strategy
@@ -83,7 +85,7 @@ class Checkpointer:
         self.project = project
         self.contents = contents
         self.resumed_from: Path | None = None
-        self.auto_resume = env.get_bool(env.AUTO_RESUME) is not False
+        self.auto_resume = auto_resume
         self._auto_done = False
         self._save_model_calls = 0
 
