@@ -38,9 +38,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from accel.accelerator_state import AcceleratorState
-    from accel.data import GradientState
+    from accel.gradient_state import GradientState
 
-_LAZY = {"AcceleratorState": "accel.accelerator_state", "GradientState": "accel.data"}
+_LAZY = {"AcceleratorState": "accel.accelerator_state", "GradientState": "accel.gradient_state"}
 
 
 def __getattr__(name: str) -> Any:
