@@ -46,7 +46,14 @@ from accel.wrappers import AcceleratedOptimizer, AcceleratedScheduler
 
 T = TypeVar("T")
 _NO_CONTEXT = contextlib.nullcontext()
-_UNSUPPORTED = ("deepspeed_plugin", "megatron_lm_plugin", "torch_tp_plugin", "dynamo_plugin", "split_batches")
+_UNSUPPORTED = (
+    "deepspeed_plugin",
+    "megatron_lm_plugin",
+    "torch_tp_plugin",
+    "dynamo_plugin",
+    "split_batches",
+    "rng_types",  # data order comes from a shared seed and the epoch; every rank's RNG is checkpointed
+)
 
 
 class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
@@ -81,7 +88,6 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         log_with: str | list[str] | None = None,
         kwargs_handlers: list[KwargsHandler] | None = None,
         step_scheduler_with_optimizer: bool = True,
-        rng_types: list[str] | None = None,
         **unsupported: Any,
     ) -> None:
         for name in unsupported:
@@ -94,7 +100,12 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         pg = pick_handler(handlers, InitProcessGroupKwargs) or InitProcessGroupKwargs()
         run = RunConfig.from_environment()  # what the launcher resolved; explicit arguments win over it
         self.state = AcceleratorState(
-            cpu=cpu, backend=pg.backend, timeout=pg.timeout, run_config=run, _from_accelerator=True
+            cpu=cpu,
+            backend=pg.backend,
+            timeout=pg.timeout,
+            init_method=pg.init_method,
+            run_config=run,
+            _from_accelerator=True,
         )
         self.device_placement = device_placement
         mode = precision_mod.check_mode(mixed_precision) if mixed_precision is not None else None
@@ -235,6 +246,10 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
 
     def autocast(self, autocast_handler: Any = None) -> contextlib.AbstractContextManager[Any]:
         """Autocast context of the active precision (forward passes of prepared models already use it)."""
+        if autocast_handler is not None:
+            raise ConfigError(
+                "autocast(autocast_handler=...) is not supported; the active precision's autocast applies"
+            )
         return self.precision.autocast()
 
     def clip_grad_norm_(

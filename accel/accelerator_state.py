@@ -54,6 +54,7 @@ class AcceleratorState(PartialState):
         backend: str | None = None,
         timeout: datetime.timedelta | None = None,
         run_config: RunConfig | None = None,
+        init_method: str | None = None,
         _from_accelerator: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -67,7 +68,7 @@ class AcceleratorState(PartialState):
         if not _from_accelerator and mixed_precision is None and cpu is None and fsdp_plugin is None:
             template = _latest_attached()
         cpu = cpu if template is None else template.use_cpu
-        super().__init__(cpu=cpu, backend=backend, timeout=timeout, run_config=run_config)
+        super().__init__(cpu=cpu, backend=backend, timeout=timeout, run_config=run_config, init_method=init_method)
         self._precision_mode = None if mixed_precision is None else precision.check_mode(mixed_precision)
         self._fsdp_plugin = fsdp_plugin
         strategy = self.run_config.strategy if not _from_accelerator else None

@@ -35,10 +35,19 @@ def process_group_timeout(environ: Mapping[str, str] | None = None) -> datetime.
     return datetime.timedelta(seconds=seconds)
 
 
-def init_group(world: World, backend: str, timeout: datetime.timedelta) -> None:
-    """Create the default process group for ``world`` (the only place accel does)."""
+def init_group(world: World, backend: str, timeout: datetime.timedelta, init_method: str | None = None) -> None:
+    """Create the default process group for ``world`` (the only place accel does).
+
+    ``init_method`` (``InitProcessGroupKwargs(init_method=...)``: ``tcp://host:port``, ``file:///path``,
+    ``env://``) replaces the rendezvous accel would pick from the launch environment.
+    """
     if _is_loopback(world.master_addr) and backend == "gloo":
         env.update({"GLOO_SOCKET_IFNAME": env.get("GLOO_SOCKET_IFNAME") or "lo"})
+    if init_method is not None:
+        dist.init_process_group(
+            backend, init_method=init_method, rank=world.rank, world_size=world.world_size, timeout=timeout
+        )
+        return
     restart = env.get_int(env.TORCHELASTIC_RESTART_COUNT) or 0
     if world.source == "torchrun" and restart > 0 and env.get(env.TORCHELASTIC_USE_AGENT_STORE) == "True":
         # The elastic agent keeps one store across restarts: without a per-attempt prefix, a restarted

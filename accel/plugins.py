@@ -32,7 +32,7 @@ class DataLoaderConfiguration:
         even_batches: pad the last round by repeating samples from the start, so that every rank gets
             the same number of batches; ``gather_for_metrics`` drops the padding again.
         use_seedable_sampler: shuffled order comes from a seed and the epoch, so it is reproducible
-            and resumable (always on; kept for compatibility).
+            and resumable (always on: ``False`` is refused).
         data_seed: seed of the shuffled order (default: drawn from torch's generator once).
         non_blocking: host-to-device copies of batches are non-blocking.
         dispatch_batches: only the main process reads the data and broadcasts each rank's batch
@@ -46,6 +46,13 @@ class DataLoaderConfiguration:
     non_blocking: bool = False
     dispatch_batches: bool | None = None
 
+    def __post_init__(self) -> None:
+        if self.use_seedable_sampler is not True:
+            raise ConfigError(
+                "DataLoaderConfiguration(use_seedable_sampler=False) is not supported: accel's shuffled order "
+                "always comes from a seed and the epoch (set data_seed to choose it); drop the argument"
+            )
+
 
 @dataclass
 class GradientAccumulationPlugin:
@@ -53,7 +60,7 @@ class GradientAccumulationPlugin:
 
     Attributes:
         num_steps: micro-batches per optimizer step.
-        adjust_scheduler: kept for compatibility; the scheduler always steps once per real optimizer step.
+        adjust_scheduler: the scheduler steps once per real optimizer step (always on: ``False`` is refused).
         sync_with_dataloader: end the window at the end of a prepared DataLoader.
         sync_each_batch: all-reduce on every micro-batch (uses more bandwidth, less memory).
     """
@@ -65,6 +72,11 @@ class GradientAccumulationPlugin:
 
     def __post_init__(self) -> None:
         _check_int("GradientAccumulationPlugin", "num_steps", self.num_steps, 1)
+        if self.adjust_scheduler is not True:
+            raise ConfigError(
+                "GradientAccumulationPlugin(adjust_scheduler=False) is not supported: a prepared scheduler always "
+                "steps once per real optimizer step; drop the argument"
+            )
 
 
 @dataclass
@@ -77,7 +89,8 @@ class ProjectConfiguration:
         automatic_checkpoint_naming: ``save_state()`` writes ``project_dir/checkpoints/checkpoint_<n>``.
         total_limit: keep at most this many automatic checkpoints (oldest removed).
         iteration: number of the next automatic checkpoint.
-        save_on_each_node: write node-local copies of main-process files on every node.
+        save_on_each_node: the first process of every node writes what the main process writes
+            (``save``, ``save_model``, ``save_state``), for node-local disks; not with FSDP.
     """
 
     project_dir: str | Path | None = None
@@ -124,7 +137,13 @@ class DistributedDataParallelKwargs(KwargsHandler):
 
 @dataclass
 class InitProcessGroupKwargs(KwargsHandler):
-    """Options for creating the process group."""
+    """Options for creating the process group (applied when accel creates it, i.e. world size > 1).
+
+    Attributes:
+        backend: ``gloo``, ``nccl``, ... (default: ``nccl`` on GPU, ``gloo`` on CPU).
+        init_method: rendezvous URL (``tcp://host:port``, ``file:///path``, ``env://``); default: the launcher's.
+        timeout: collective timeout.
+    """
 
     backend: str | None = None
     init_method: str | None = None
@@ -150,13 +169,20 @@ class FullyShardedDataParallelPlugin:
         reshard_after_forward: free gathered parameters after forward (ZeRO-3 like) or keep them (ZeRO-2 like).
         auto_wrap_classes: module classes (or their names) that become their own shard units.
         min_num_params: modules with at least this many parameters become shard units (0: off).
-        cpu_ram_efficient_loading: kept for compatibility (no effect).
+        cpu_ram_efficient_loading: ``True`` is refused (every rank loads the model, then it is sharded).
     """
 
     reshard_after_forward: bool = True
     auto_wrap_classes: tuple[type[Any] | str, ...] = field(default_factory=tuple)
     min_num_params: int = 0
     cpu_ram_efficient_loading: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cpu_ram_efficient_loading:
+            raise ConfigError(
+                "FullyShardedDataParallelPlugin(cpu_ram_efficient_loading=True) is not supported: every rank "
+                "builds the whole model, then fully_shard() shards it; drop the argument"
+            )
 
 
 def sort_handlers(handlers: list[KwargsHandler]) -> dict[type, KwargsHandler]:

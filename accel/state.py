@@ -101,6 +101,8 @@ class PartialState:
         backend: process-group backend; default ``nccl`` on GPU, ``gloo`` on CPU.
         timeout: collective timeout (default ``ACCEL_PROCESS_GROUP_TIMEOUT`` or 30 min).
         run_config: what the launcher resolved for this run (default: decoded from this process's variables).
+        init_method: how the ranks find each other when accel creates the process group (world size > 1),
+            e.g. ``tcp://10.0.0.1:23456`` or ``file:///shared/rendezvous``; default: from the launch environment.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class PartialState:
         backend: str | None = None,
         timeout: datetime.timedelta | None = None,
         run_config: RunConfig | None = None,
+        init_method: str | None = None,
     ) -> None:
         environ = env.snapshot()
         self.run_config = run_config if run_config is not None else RunConfig.from_environment(environ)
@@ -121,7 +124,7 @@ class PartialState:
             torch.cuda.set_device(self.device)
         self.backend = backend or ("gloo" if self.device.type == "cpu" else "nccl")
         if self.world.world_size > 1 and not dist.is_initialized():
-            init_group(self.world, self.backend, timeout or process_group_timeout(environ))
+            init_group(self.world, self.backend, timeout or process_group_timeout(environ), init_method)
         if dist.is_initialized():  # ours or adopted: gloo needs a moment at exit either way
             settle_at_exit(str(dist.get_backend()))
         requested = self.run_config.requested_world_size

@@ -136,9 +136,25 @@ class Checkpointer:
         return atomic.resolve(path)
 
     # ------------------------------------------------------------------ save
+    def _writes(self, whole_model: bool = True) -> bool:
+        """Whether this process writes: the main one, or with ``save_on_each_node`` the first of each node.
+
+        Raises:
+            CheckpointError: ``save_on_each_node`` where only the main process holds the whole model.
+        """
+        if not self.project.save_on_each_node:
+            return self.state.is_main_process
+        if whole_model and self.strategy.full_state_is_collective:
+            raise CheckpointError(
+                f"ProjectConfiguration(save_on_each_node=True) does not work with strategy {self.strategy.name}: "
+                "the whole model is only gathered on the main process; save to storage every node sees and "
+                "leave save_on_each_node off"
+            )
+        return self.state.is_local_main_process
+
     def save(self, obj: Any, f: str | Path, safe_serialization: bool = False) -> None:
-        """Write ``obj`` to ``f`` on the main process, atomically (safetensors for a dict of tensors)."""
-        if self.state.is_main_process:
+        """Write ``obj`` to ``f`` atomically, on the main process (each node's first with ``save_on_each_node``)."""
+        if self._writes(whole_model=False):
             model_mod.save_object(obj, f, safe_serialization)
 
     def save_model(
@@ -154,7 +170,7 @@ class Checkpointer:
         accelerator.save_model(...)`` works (other ranks do nothing). FSDP: gathering the full state
         is a collective; a call that not every rank makes is a :class:`CheckpointError`, never a hang.
         """
-        strategy, main = self.strategy, self.state.is_main_process
+        strategy, main = self.strategy, self._writes()
         if strategy.full_state_is_collective and self.state.num_processes > 1:
             self._save_model_calls += 1
             arrival.expect_all(f"save_model/{self._save_model_calls}", "save_model()", strategy.name)
@@ -166,8 +182,14 @@ class Checkpointer:
 
     def save_state(self, output_dir: str | Path | None = None, safe_serialization: bool = True, **_: Any) -> Path:
         """Write a checkpoint of everything prepared and registered; returns its directory."""
+        if safe_serialization is not True:
+            raise CheckpointError(
+                "save_state(safe_serialization=False) is not supported: checkpoints are always safetensors + JSON "
+                "(they load without pickle); drop the argument"
+            )
         final = self._target(output_dir)
-        snapshot = saving.stage(self.state, self.strategy.checkpoint_format(), self.contents(), self._manifest)
+        fmt = self.strategy.checkpoint_format()
+        snapshot = saving.stage(self.state, fmt, self.contents(), self._manifest, self._writes())
         saving.write(self.state, snapshot, final)
         saving.publish(self.state, snapshot, final, self.project)
         return final
