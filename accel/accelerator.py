@@ -35,6 +35,7 @@ from accel.plugins import (
     InitProcessGroupKwargs,
     KwargsHandler,
     ProjectConfiguration,
+    check_rng_types,
     pick_handler,
     resolve_accumulation,
     sort_handlers,
@@ -46,14 +47,7 @@ from accel.wrappers import AcceleratedOptimizer, AcceleratedScheduler
 
 T = TypeVar("T")
 _NO_CONTEXT = contextlib.nullcontext()
-_UNSUPPORTED = (
-    "deepspeed_plugin",
-    "megatron_lm_plugin",
-    "torch_tp_plugin",
-    "dynamo_plugin",
-    "split_batches",
-    "rng_types",  # data order comes from a shared seed and the epoch; every rank's RNG is checkpointed
-)
+_UNSUPPORTED = ("deepspeed_plugin", "megatron_lm_plugin", "torch_tp_plugin", "dynamo_plugin", "split_batches")
 
 
 class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
@@ -71,7 +65,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         log_with: tracker names (``"jsonl"``, ``"csv"``, ``"tensorboard"``, ``"all"``).
         kwargs_handlers: ``DistributedDataParallelKwargs``, ``InitProcessGroupKwargs``, ``GradScalerKwargs``.
         step_scheduler_with_optimizer: step prepared schedulers only when the optimizer really stepped.
-        rng_types: kept for compatibility: every rank's RNG is checkpointed, order comes from seeds.
+        rng_types: only ``["generator"]`` (or None): the data order is seeded alike on every rank.
     """
 
     def __init__(
@@ -88,6 +82,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         log_with: str | list[str] | None = None,
         kwargs_handlers: list[KwargsHandler] | None = None,
         step_scheduler_with_optimizer: bool = True,
+        rng_types: list[str] | None = None,
         **unsupported: Any,
     ) -> None:
         for name in unsupported:
@@ -96,6 +91,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
             )
             known = name in _UNSUPPORTED
             raise ConfigError(f"Accelerator({name}=...) is {'not supported' if known else 'not an argument'}{hint}")
+        check_rng_types(rng_types)
         handlers = sort_handlers(kwargs_handlers or [])
         pg = pick_handler(handlers, InitProcessGroupKwargs) or InitProcessGroupKwargs()
         run = RunConfig.from_environment()  # what the launcher resolved; explicit arguments win over it

@@ -200,6 +200,15 @@ def sort_handlers(handlers: list[KwargsHandler]) -> dict[type, KwargsHandler]:
 H = TypeVar("H", bound=KwargsHandler)
 
 
+def check_rng_types(rng_types: list[str] | None) -> None:
+    """``Accelerator(rng_types=...)``: only ``["generator"]`` applies (the data order is seeded alike on every rank)."""
+    if rng_types and set(map(str, rng_types)) != {"generator"}:
+        raise ConfigError(
+            f"Accelerator(rng_types={list(rng_types)}) is not supported: the data order is seeded alike on every "
+            "rank, so only ['generator'] applies; call accel.utils.synchronize_rng_states(...) for other generators"
+        )
+
+
 def pick_handler(handlers: dict[type, KwargsHandler], kind: type[H]) -> H | None:
     """The handler of ``kind``, if one was given."""
     found = handlers.get(kind)

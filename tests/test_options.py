@@ -64,7 +64,7 @@ def test_save_on_each_node_is_refused_where_only_the_main_process_has_the_model(
         (lambda: FullyShardedDataParallelPlugin(cpu_ram_efficient_loading=True), "cpu_ram_efficient_loading=True"),
         (lambda: GradientAccumulationPlugin(adjust_scheduler=False), "adjust_scheduler=False) is not supported"),
         (lambda: DataLoaderConfiguration(use_seedable_sampler=False), "use_seedable_sampler=False) is not supported"),
-        (lambda: Accelerator(rng_types=["generator"]), "Accelerator(rng_types=...) is not supported"),
+        (lambda: Accelerator(rng_types=["torch"]), "Accelerator(rng_types=['torch']) is not supported"),
         (lambda: Accelerator().autocast(autocast_handler=object()), "autocast_handler=...) is not supported"),
     ],
 )
@@ -72,6 +72,10 @@ def test_options_that_would_do_nothing_are_refused(make, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
         make()
     assert fragment in str(info.value)
+
+
+def test_rng_types_generator_is_what_the_seeded_order_already_does() -> None:
+    assert Accelerator(rng_types=["generator"]).num_processes == 1
 
 
 def test_save_state_refuses_pickled_checkpoints(tmp_path: Path) -> None:
