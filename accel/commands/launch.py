@@ -60,6 +60,7 @@ from pathlib import Path
 from accel import env
 from accel.config import resolve
 from accel.exceptions import ConfigError
+from accel.launch import extras
 from accel.launch.arguments import LaunchRequest, parse_args
 from accel.launch.plan import announcement, plan
 
@@ -97,7 +98,9 @@ def run(request: LaunchRequest) -> int:
         env.update({env.TORCH_CPP_LOG_LEVEL: "FATAL"})
     import torch
 
-    p = plan(resolved, gpu_count=torch.cuda.device_count(), omp_threads=request.omp_threads, verbose=request.verbose)
+    gpus = extras.visible_gpu_count(resolved, torch.cuda.device_count())
+    p = plan(resolved, gpu_count=gpus, omp_threads=request.omp_threads, verbose=request.verbose)
+    p = extras.apply(resolved, p, request.launch, request.env)
     if not request.quiet:
         sys.stderr.write(announcement(resolved, p, request.target) + "\n")
         sys.stderr.flush()
@@ -106,7 +109,7 @@ def run(request: LaunchRequest) -> int:
     if quiet_cpp:  # None: removed again for the workers
         p = dataclasses.replace(p, exports={**p.exports, env.TORCH_CPP_LOG_LEVEL: None})
     worker = ["-u", "-m", "accel.launch.worker", *(["-m"] if request.module else []), request.target]
-    execute(p, sys.executable, [*worker, *request.script_args], start_method="spawn")
+    execute(p, sys.executable, [*worker, *request.script_args], start_method=p.start_method)
     return 0
 
 
