@@ -54,10 +54,10 @@ RUN set -eux; \
     fi; \
     python3 -m venv /opt/accel/venv
 
-# The cell's lock (docker/lock.py) and its wheelhouse (docker/bootstrap.py wheels). The glob
-# keeps COPY from failing on a missing wheelhouse, so that the check below can say what to run.
+# The cell's lock (docker/lock.py) and its wheelhouse (docker/bootstrap.py wheels, which checks
+# every file against the lock before it starts a build).
 COPY docker/locks/${CELL}/ /tmp/lock/
-COPY ${WHEELHOUSE}* /tmp/wheels/
+COPY ${WHEELHOUSE}/ /tmp/wheels/
 
 # Exactly the locked files, in pip's hash-checking mode, never from an index. Dependencies
 # before the accel source, so that editing accel rebuilds only the last layers.
@@ -68,9 +68,6 @@ RUN set -eux; \
     fi; \
     if ! grep -qx "# python: $python" /tmp/lock/requirements.txt; then \
         echo "cell ${CELL}: docker/locks/${CELL}/requirements.txt is not for Python $python" >&2; exit 2; \
-    fi; \
-    if [ -z "$(find /tmp/wheels -maxdepth 1 -name '*.whl' -print -quit)" ]; then \
-        echo "cell ${CELL}: no wheelhouse; run: python3 docker/bootstrap.py --cell ${CELL} wheels" >&2; exit 2; \
     fi; \
     set -- --require-hashes --no-deps --no-index --find-links /tmp/wheels; \
     /opt/accel/venv/bin/pip install "$@" -r /tmp/lock/requirements.txt; \

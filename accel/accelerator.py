@@ -120,7 +120,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
             device_placement,
             step_scheduler_with_optimizer,
         )
-        # the registries, by the names checkpoint code reads
+        # the registries, under the private names Accelerate scripts sometimes read
         self._models = self.prepared.models
         self._optimizers = self.prepared.optimizers
         self._schedulers = self.prepared.schedulers
@@ -128,7 +128,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         self._custom_objects = self.prepared.custom_objects
         self._trackers: Any = None
         self._log_with = log_with
-        self._checkpoints: Any = None
+        self._checkpoints = None
 
     # ------------------------------------------------------------------ properties
 
@@ -174,7 +174,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
     def prepare(self, *args: Any, device_placement: list[bool] | None = None) -> Any:
         """Prepare models, optimizers, schedulers and DataLoaders (in any order); return them in order."""
         result = self.prepared.prepare(args, device_placement)
-        self.checkpoints.after_prepare()  # auto-resume after an elastic restart; save on SIGTERM/SIGUSR1
+        self._after_prepare()  # auto-resume after an elastic restart; save on SIGTERM/SIGUSR1
         return result[0] if len(result) == 1 else tuple(result)
 
     def prepare_model(

@@ -75,6 +75,7 @@ SEED = "ACCEL_SEED"
 PROCESS_GROUP_TIMEOUT = "ACCEL_PROCESS_GROUP_TIMEOUT"
 LOG_LEVEL = "ACCEL_LOG_LEVEL"
 DEBUG_MODE = "ACCEL_DEBUG_MODE"
+ENVIRONMENT_DIR = "ACCEL_ENVIRONMENT_DIR"
 
 ACCEL_VARIABLES: dict[str, str] = {
     CONFIG_FILE: "path of the config file to use (beats the user and system files)",
@@ -91,6 +92,7 @@ ACCEL_VARIABLES: dict[str, str] = {
     PROCESS_GROUP_TIMEOUT: "seconds a collective may wait before failing (default 1800)",
     LOG_LEVEL: "level of loggers made by accel.logging.get_logger without log_level (e.g. INFO, DEBUG)",
     DEBUG_MODE: "1: collectives first compare shapes across ranks and raise naming each rank's shape",
+    ENVIRONMENT_DIR: "where an image's sealed environment lies (default /opt/accel/environment)",
 }
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y"})

@@ -163,6 +163,7 @@ def build_image(cell: Cell, force: bool, no_cache: bool = False) -> str:
     identity = subprocess.run(show, capture_output=True, text=True, check=True).stdout
     venv_sha = json.loads(identity)["venv_sha256"]
     labels = {
+        **host_free(json.loads(inspect(raw, "{{json .Config.Labels}}") or "{}")),
         "org.accel.inputs": key,
         "org.accel.lock.sha256": lock_sha256(lock_dir(cell) / RUNTIME_LOCK),
         "org.accel.venv.sha256": venv_sha,
@@ -174,6 +175,11 @@ def build_image(cell: Cell, force: bool, no_cache: bool = False) -> str:
     size = int(inspect(tag, "{{.Size}}") or 0)
     say(f"{tag}: {result.image_id} ({result.rewritten} layers normalised), {size / 1e9:.3f} GB, venv {venv_sha[:12]}")
     return result.image_id
+
+
+def host_free(labels: dict[str, str]) -> dict[str, str]:
+    """Inherited labels with any host path cut off (older bootstrap bases named the CPython prefix)."""
+    return {k: v.split("-from-/", 1)[0] for k, v in labels.items() if "-from-/" in v}
 
 
 def prune(raw: str) -> None:
