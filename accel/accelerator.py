@@ -40,6 +40,7 @@ from accel.plugins import (
 )
 from accel.preparation import Preparation
 from accel.process import ProcessMembers
+from accel.rng import check_rng_types
 from accel.state import DistributedType
 from accel.wrappers import AcceleratedOptimizer, AcceleratedScheduler
 
@@ -63,7 +64,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         log_with: tracker names (``"jsonl"``, ``"csv"``, ``"tensorboard"``, ``"all"``).
         kwargs_handlers: ``DistributedDataParallelKwargs``, ``InitProcessGroupKwargs``, ``GradScalerKwargs``.
         step_scheduler_with_optimizer: step prepared schedulers only when the optimizer really stepped.
-        rng_types: kept for compatibility: every rank's RNG is checkpointed, order comes from seeds.
+        rng_types: generators synced from rank 0 as each prepared DataLoader starts (the order is seeded).
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
             device_placement,
             step_scheduler_with_optimizer,
         )
+        self.prepared.rng_types = check_rng_types(rng_types, "Accelerator")
         # the registries, under the private names Accelerate scripts sometimes read
         self._models = self.prepared.models
         self._optimizers = self.prepared.optimizers

@@ -26,6 +26,19 @@ and torchrun's spellings both work:
   --project_dir DIR       default directory for checkpoints and trackers
   --num_cpu_threads_per_process N    OMP_NUM_THREADS for each rank (default 1 with several ranks)
   --config_file PATH      config file (see `accel config --help`)
+  --debug                 collectives check shapes across ranks first (ACCEL_DEBUG_MODE=1 for the ranks)
+  --gpu_ids 0,1           GPUs the ranks may use (CUDA_VISIBLE_DEVICES)
+  --enable_cpu_affinity   bind each GPU rank to the CPUs of its NUMA node
+  --env NAME=VALUE        a variable for every rank (repeatable)
+  --tee S | --redirects S torch elastic's stream specs: 0 none, 1 stdout, 2 stderr, 3 both, or 0:3,1:1
+  --log_dir DIR           keep each rank's stdout/stderr in files under DIR
+  --local_ranks_filter 0,1           only these local ranks reach the console
+  --log_line_prefix_template T       line prefix, e.g. "[${rank}]:" (default with >1 process:
+                          "[${role_name}${rank}]:", so every line says its rank and lines never mix)
+  --role NAME             the worker role in torch elastic (default "default")
+  --start_method M        spawn | fork | forkserver;  --rdzv_conf k=v,...: rendezvous options
+  --same_network, --main_training_function F, --gradient_clipping X
+                          accepted for Accelerate scripts; no effect here (the launch line says why)
   -m, --module            the target is a module, as in `python -m`
   -q, --quiet             do not print the launch line
   -v, --verbose           also show torch elastic's own log lines
