@@ -192,3 +192,11 @@ def rng_types_epoch(rng_types: list[str] | None) -> dict[str, Any]:
         draws.append(torch.rand(1).item())
     acc.state.destroy_process_group()
     return {"draw": draws}
+
+
+def notebook_hello() -> str:
+    """Print one line from this rank; return the rendezvous id the rank saw."""
+    import os
+
+    print(f"hello from {os.environ['RANK']}", flush=True)
+    return os.environ.get("TORCHELASTIC_RUN_ID", "")

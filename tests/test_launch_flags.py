@@ -264,3 +264,24 @@ def test_one_process_keeps_plain_output_and_config_file_debug_reaches_the_rank(t
     assert result.stdout.splitlines() == [f"out {i} of rank 0" for i in range(3)]
     assert "err of rank 0 debug=1 foo=None bar=1" in result.stderr
     assert "same_network has no effect" in result.stderr.splitlines()[0]
+
+
+@pytest.mark.multiprocess
+def test_notebook_launcher_takes_accelerates_rendezvous_and_prefix_arguments(monkeypatch, tmp_path, capfd):
+    from conftest import free_port
+    from parity_workers import notebook_hello
+
+    from accel.launch.notebook import notebook_launcher
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    results = notebook_launcher(
+        notebook_hello,
+        num_processes=2,
+        rdzv_endpoint=f"127.0.0.1:{free_port()}",
+        rdzv_id="nb-job",
+        rdzv_conf={"last_call_timeout": 1},
+        log_line_prefix_template="<${rank}> ",
+    )
+    assert results == {0: "nb-job", 1: "nb-job"}
+    lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith("<")]
+    assert sorted(lines) == ["<0> hello from 0", "<1> hello from 1"]
