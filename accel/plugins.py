@@ -35,6 +35,7 @@ class DataLoaderConfiguration:
         non_blocking: host-to-device copies of batches are non-blocking.
         dispatch_batches: only the main process reads the data and broadcasts each rank's batch
             (:mod:`accel.dispatch`); None means False for every dataset (each rank reads its own shard).
+        use_stateful_dataloader: refused (True): prepared DataLoaders are resumable already.
     """
 
     split_batches: bool = False
@@ -43,6 +44,14 @@ class DataLoaderConfiguration:
     data_seed: int | None = None
     non_blocking: bool = False
     dispatch_batches: bool | None = None
+    use_stateful_dataloader: bool = False
+
+    def __post_init__(self) -> None:
+        if self.use_stateful_dataloader:
+            raise ConfigError(
+                "DataLoaderConfiguration(use_stateful_dataloader=True) is not supported: prepared DataLoaders "
+                "have state_dict()/load_state_dict() built in and save_state records their position"
+            )
 
 
 @dataclass

@@ -327,3 +327,11 @@ def test_accelerator_rejects_unknown_rng_types() -> None:
     with pytest.raises(ValueError, match=r"Accelerator\(rng_types=\['numpy'\]\): unknown type"):
         Accelerator(cpu=True, rng_types=["numpy"])
     assert Accelerator(cpu=True, rng_types=[RNGType.GENERATOR]).prepared.rng_types == ["generator"]
+
+
+def test_dataloader_configuration_refuses_a_stateful_dataloader_naming_the_accel_way() -> None:
+    from accel import DataLoaderConfiguration
+
+    assert DataLoaderConfiguration(dispatch_batches=True).dispatch_batches is True
+    with pytest.raises(ValueError, match="state_dict\\(\\)/load_state_dict\\(\\) built in"):
+        DataLoaderConfiguration(use_stateful_dataloader=True)
