@@ -35,13 +35,13 @@ from accel.plugins import (
     InitProcessGroupKwargs,
     KwargsHandler,
     ProjectConfiguration,
-    check_rng_types,
     pick_handler,
     resolve_accumulation,
     sort_handlers,
 )
 from accel.preparation import Preparation
 from accel.process import ProcessMembers
+from accel.rng import check_rng_types
 from accel.state import DistributedType
 from accel.wrappers import AcceleratedOptimizer, AcceleratedScheduler
 
@@ -65,7 +65,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         log_with: tracker names (``"jsonl"``, ``"csv"``, ``"tensorboard"``, ``"all"``).
         kwargs_handlers: ``DistributedDataParallelKwargs``, ``InitProcessGroupKwargs``, ``GradScalerKwargs``.
         step_scheduler_with_optimizer: step prepared schedulers only when the optimizer really stepped.
-        rng_types: only ``["generator"]`` (or None): the data order is seeded alike on every rank.
+        rng_types: generators synced from rank 0 as each prepared DataLoader starts (the order is seeded).
     """
 
     def __init__(
@@ -91,7 +91,6 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
             )
             known = name in _UNSUPPORTED
             raise ConfigError(f"Accelerator({name}=...) is {'not supported' if known else 'not an argument'}{hint}")
-        check_rng_types(rng_types)
         handlers = sort_handlers(kwargs_handlers or [])
         pg = pick_handler(handlers, InitProcessGroupKwargs) or InitProcessGroupKwargs()
         run = RunConfig.from_environment()  # what the launcher resolved; explicit arguments win over it
@@ -134,6 +133,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
             device_placement,
             step_scheduler_with_optimizer,
         )
+        self.prepared.rng_types = check_rng_types(rng_types, "Accelerator")
         # the registries, under the private names Accelerate scripts sometimes read
         self._models = self.prepared.models
         self._optimizers = self.prepared.optimizers

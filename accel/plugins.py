@@ -37,6 +37,7 @@ class DataLoaderConfiguration:
         non_blocking: host-to-device copies of batches are non-blocking.
         dispatch_batches: only the main process reads the data and broadcasts each rank's batch
             (:mod:`accel.dispatch`); None means False for every dataset (each rank reads its own shard).
+        use_stateful_dataloader: refused (True): prepared DataLoaders are resumable already.
     """
 
     split_batches: bool = False
@@ -45,8 +46,14 @@ class DataLoaderConfiguration:
     data_seed: int | None = None
     non_blocking: bool = False
     dispatch_batches: bool | None = None
+    use_stateful_dataloader: bool = False
 
     def __post_init__(self) -> None:
+        if self.use_stateful_dataloader:
+            raise ConfigError(
+                "DataLoaderConfiguration(use_stateful_dataloader=True) is not supported: prepared DataLoaders "
+                "have state_dict()/load_state_dict() built in and save_state records their position"
+            )
         if self.use_seedable_sampler is not True:
             raise ConfigError(
                 "DataLoaderConfiguration(use_seedable_sampler=False) is not supported: accel's shuffled order "
@@ -198,15 +205,6 @@ def sort_handlers(handlers: list[KwargsHandler]) -> dict[type, KwargsHandler]:
 
 
 H = TypeVar("H", bound=KwargsHandler)
-
-
-def check_rng_types(rng_types: list[str] | None) -> None:
-    """``Accelerator(rng_types=...)``: only ``["generator"]`` applies (the data order is seeded alike on every rank)."""
-    if rng_types and set(map(str, rng_types)) != {"generator"}:
-        raise ConfigError(
-            f"Accelerator(rng_types={list(rng_types)}) is not supported: the data order is seeded alike on every "
-            "rank, so only ['generator'] applies; call accel.utils.synchronize_rng_states(...) for other generators"
-        )
 
 
 def pick_handler(handlers: dict[type, KwargsHandler], kind: type[H]) -> H | None:

@@ -64,7 +64,6 @@ def test_save_on_each_node_is_refused_where_only_the_main_process_has_the_model(
         (lambda: FullyShardedDataParallelPlugin(cpu_ram_efficient_loading=True), "cpu_ram_efficient_loading=True"),
         (lambda: GradientAccumulationPlugin(adjust_scheduler=False), "adjust_scheduler=False) is not supported"),
         (lambda: DataLoaderConfiguration(use_seedable_sampler=False), "use_seedable_sampler=False) is not supported"),
-        (lambda: Accelerator(rng_types=["torch"]), "Accelerator(rng_types=['torch']) is not supported"),
         (lambda: Accelerator().autocast(autocast_handler=object()), "autocast_handler=...) is not supported"),
     ],
 )

@@ -107,6 +107,12 @@ _TABLE = (
     Key("shutdown_timeout", "float", 30.0, "seconds between SIGTERM and SIGKILL when stopping ranks", above=0),
     Key("auto_resume", "bool", True, "load the latest checkpoint after an elastic restart"),
     Key("project_dir", "str", None, "default directory for checkpoints and trackers"),
+    # Accelerate's launch settings (accel launch applies them, or says in its launch line why not)
+    Key("debug", "bool", False, "collectives check shapes across ranks first (ACCEL_DEBUG_MODE for the ranks)"),
+    Key("gpu_ids", "str", None, "GPUs the ranks may use, e.g. 0,1 (CUDA_VISIBLE_DEVICES; default all)"),
+    Key("enable_cpu_affinity", "bool", False, "bind each GPU rank to the CPUs of its NUMA node"),
+    Key("same_network", "bool", None, "kept for Accelerate files: no effect (the rendezvous is c10d)"),
+    Key("main_training_function", "str", None, "kept for Accelerate files: TPU launches only, no effect"),
 )
 
 KEYS: dict[str, Key] = {key.name: key for key in _TABLE}

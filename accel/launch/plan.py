@@ -17,6 +17,7 @@ from accel import env
 from accel.config import Resolved
 from accel.config.run import RunConfig
 from accel.exceptions import ConfigError, LaunchError
+from accel.launch.extras import Streams
 
 __all__ = ["LaunchPlan", "announcement", "free_port", "is_loopback", "plan", "port_is_free"]
 
@@ -43,6 +44,10 @@ class LaunchPlan:
     exports: dict[str, str | None]
     notes: list[str] = field(default_factory=list)
     verbose: bool = False
+    role: str = "default"
+    start_method: str = "spawn"
+    streams: Streams = field(default_factory=Streams)
+    numa_binding: str | None = None
 
     @property
     def world_size(self) -> int:
