@@ -157,7 +157,8 @@ def build_image(cell: Cell, force: bool, no_cache: bool = False) -> str:
         return inspect(tag, "{{.Id}}")
     raw = f"accel-cache:{cell['id']}-raw"
     with step(f"docker build -> {tag}"):
-        docker_build(cell, args, "builder", f"accel-cache:{cell['id']}-builder", no_cache)
+        if not no_cache:  # the builder stage tagged, so that its layers stay cached for the next build
+            docker_build(cell, args, "builder", f"accel-cache:{cell['id']}-builder", no_cache=False)
         docker_build(cell, args, "runtime", raw, no_cache)
     show = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "cat", raw, f"{ENVIRONMENT}/environment.json"]
     identity = subprocess.run(show, capture_output=True, text=True, check=True).stdout
