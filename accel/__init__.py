@@ -11,14 +11,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from accel.version import __version__
 
 _EXPORTS = {
     "Accelerator": "accel.accelerator",
     "PartialState": "accel.state",
+    "AcceleratorState": "accel.accelerator_state",
+    "synchronize_rng_states": "accel.rng",
     "DistributedType": "accel.state",
-    "notebook_launcher": "accel.notebook",
+    "notebook_launcher": "accel.launch.notebook",
     "skip_first_batches": "accel.data",
+    "prepare_data_loader": "accel.data_loader",
     "find_executable_batch_size": "accel.memory",
     "DataLoaderConfiguration": "accel.plugins",
     "GradientAccumulationPlugin": "accel.plugins",
@@ -33,9 +36,11 @@ __all__ = [*sorted(_EXPORTS), "__version__"]
 
 if TYPE_CHECKING:
     from accel.accelerator import Accelerator
+    from accel.accelerator_state import AcceleratorState
     from accel.data import skip_first_batches
+    from accel.data_loader import prepare_data_loader
+    from accel.launch.notebook import notebook_launcher
     from accel.memory import find_executable_batch_size
-    from accel.notebook import notebook_launcher
     from accel.plugins import (
         DataLoaderConfiguration,
         DistributedDataParallelKwargs,
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
         InitProcessGroupKwargs,
         ProjectConfiguration,
     )
+    from accel.rng import synchronize_rng_states
     from accel.state import DistributedType, PartialState
 
 

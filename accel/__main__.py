@@ -1,5 +1,5 @@
 """``python -m accel``: the CLI, for when the ``accel`` script is not on PATH."""
 
-from accel.cli import main
+from accel.commands import main
 
 raise SystemExit(main())

@@ -19,7 +19,9 @@ import torch
 from accel import env, ops
 from accel import precision as precision_mod
 from accel import strategies as strategies_mod
+from accel.accelerator_state import AcceleratorState
 from accel.accumulation import Accumulator
+from accel.coordination import CoordinationMembers
 from accel.data import GradientState, PreparedDataLoader, skip_first_batches
 from accel.exceptions import ConfigError
 from accel.persistence import PersistenceMembers
@@ -38,7 +40,7 @@ from accel.plugins import (
 )
 from accel.preparation import Preparation
 from accel.process import ProcessMembers
-from accel.state import DistributedType, PartialState
+from accel.state import DistributedType
 from accel.wrappers import AcceleratedOptimizer, AcceleratedScheduler
 
 T = TypeVar("T")
@@ -46,7 +48,7 @@ _NO_CONTEXT = contextlib.nullcontext()
 _UNSUPPORTED = ("deepspeed_plugin", "megatron_lm_plugin", "torch_tp_plugin", "dynamo_plugin", "split_batches")
 
 
-class Accelerator(ProcessMembers, PersistenceMembers):
+class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
     """Prepare a model, optimizer, scheduler and DataLoaders for the current distributed setup.
 
     Args:
@@ -89,7 +91,7 @@ class Accelerator(ProcessMembers, PersistenceMembers):
             raise ConfigError(f"Accelerator({name}=...) is {'not supported' if known else 'not an argument'}{hint}")
         handlers = sort_handlers(kwargs_handlers or [])
         pg = pick_handler(handlers, InitProcessGroupKwargs) or InitProcessGroupKwargs()
-        self.state = PartialState(cpu=cpu, backend=pg.backend, timeout=pg.timeout)
+        self.state = AcceleratorState(cpu=cpu, backend=pg.backend, timeout=pg.timeout, _from_accelerator=True)
         self.device_placement = device_placement
         mode = mixed_precision if mixed_precision is not None else env.get(env.MIXED_PRECISION)
         self.precision = precision_mod.create(
@@ -99,6 +101,7 @@ class Accelerator(ProcessMembers, PersistenceMembers):
         self.strategy = strategies_mod.create(
             strategy, self.state, pick_handler(handlers, DistributedDataParallelKwargs), fsdp_plugin
         )
+        self.state.attach(self.precision.mode, self.strategy.distributed_type, fsdp_plugin)
         self.dataloader_config = dataloader_config or DataLoaderConfiguration()
         self.project_configuration = project_config or ProjectConfiguration()
         if project_dir is not None or self.project_configuration.project_dir is None:
@@ -117,7 +120,7 @@ class Accelerator(ProcessMembers, PersistenceMembers):
             device_placement,
             step_scheduler_with_optimizer,
         )
-        # the registries, by the names checkpoint code reads
+        # the registries, under the private names Accelerate scripts sometimes read
         self._models = self.prepared.models
         self._optimizers = self.prepared.optimizers
         self._schedulers = self.prepared.schedulers
@@ -125,7 +128,7 @@ class Accelerator(ProcessMembers, PersistenceMembers):
         self._custom_objects = self.prepared.custom_objects
         self._trackers: Any = None
         self._log_with = log_with
-        self._checkpoints: Any = None
+        self._checkpoints = None
 
     # ------------------------------------------------------------------ properties
 
@@ -171,7 +174,7 @@ class Accelerator(ProcessMembers, PersistenceMembers):
     def prepare(self, *args: Any, device_placement: list[bool] | None = None) -> Any:
         """Prepare models, optimizers, schedulers and DataLoaders (in any order); return them in order."""
         result = self.prepared.prepare(args, device_placement)
-        self.checkpoints.after_prepare()  # auto-resume after an elastic restart; save on SIGTERM/SIGUSR1
+        self._after_prepare()  # auto-resume after an elastic restart; save on SIGTERM/SIGUSR1
         return result[0] if len(result) == 1 else tuple(result)
 
     def prepare_model(

@@ -56,7 +56,7 @@ class Accumulator:
             if self._position < self._length:  # ended early, length was not known in advance
                 self.rescale = self._length / self._position
             self._position = 0
-        self.sync_gradients = end
+        self.sync_gradients = state.sync_gradients = end
         return end or self.sync_each_batch
 
     def after_backward(self, num_items: int | torch.Tensor | None, models: list[torch.nn.Module], world: int) -> None:

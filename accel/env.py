@@ -73,6 +73,8 @@ AUTO_RESUME = "ACCEL_AUTO_RESUME"
 PROJECT_DIR = "ACCEL_PROJECT_DIR"
 SEED = "ACCEL_SEED"
 PROCESS_GROUP_TIMEOUT = "ACCEL_PROCESS_GROUP_TIMEOUT"
+LOG_LEVEL = "ACCEL_LOG_LEVEL"
+DEBUG_MODE = "ACCEL_DEBUG_MODE"
 ENVIRONMENT_DIR = "ACCEL_ENVIRONMENT_DIR"
 
 ACCEL_VARIABLES: dict[str, str] = {
@@ -88,6 +90,8 @@ ACCEL_VARIABLES: dict[str, str] = {
     PROJECT_DIR: "default project directory for checkpoints and trackers",
     SEED: "seed applied by the launcher's workers before the script (optional)",
     PROCESS_GROUP_TIMEOUT: "seconds a collective may wait before failing (default 1800)",
+    LOG_LEVEL: "level of loggers made by accel.logging.get_logger without log_level (e.g. INFO, DEBUG)",
+    DEBUG_MODE: "1: collectives first compare shapes across ranks and raise naming each rank's shape",
     ENVIRONMENT_DIR: "where an image's sealed environment lies (default /opt/accel/environment)",
 }
 

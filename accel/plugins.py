@@ -33,6 +33,8 @@ class DataLoaderConfiguration:
             and resumable (always on; kept for compatibility).
         data_seed: seed of the shuffled order (default: drawn from torch's generator once).
         non_blocking: host-to-device copies of batches are non-blocking.
+        dispatch_batches: only the main process reads the data and broadcasts each rank's batch
+            (:mod:`accel.dispatch`); None means False for every dataset (each rank reads its own shard).
     """
 
     split_batches: bool = False
@@ -40,6 +42,7 @@ class DataLoaderConfiguration:
     use_seedable_sampler: bool = True
     data_seed: int | None = None
     non_blocking: bool = False
+    dispatch_batches: bool | None = None
 
 
 @dataclass

@@ -137,6 +137,7 @@ class Preparation:
             split_batches=cfg.split_batches,
             even_batches=cfg.even_batches,
             non_blocking=cfg.non_blocking,
+            dispatch_batches=cfg.dispatch_batches,
         )
         self.dataloaders.append(prepared)
         return prepared

@@ -14,7 +14,7 @@ import enum
 import socket
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -24,7 +24,33 @@ from accel.exceptions import ConfigError, StateError
 from accel.group import init_group, process_group_timeout, settle_at_exit
 from accel.world import World, discover
 
-__all__ = ["DistributedType", "PartialState", "World", "discover", "live_states", "process_group_timeout"]
+__all__ = [
+    "AcceleratorState",
+    "DistributedType",
+    "GradientState",
+    "PartialState",
+    "World",
+    "discover",
+    "live_states",
+    "process_group_timeout",
+]
+
+if TYPE_CHECKING:
+    from accel.accelerator_state import AcceleratorState
+    from accel.gradient_state import GradientState
+
+_LAZY = {"AcceleratorState": "accel.accelerator_state", "GradientState": "accel.gradient_state"}
+
+
+def __getattr__(name: str) -> Any:
+    """``AcceleratorState`` and ``GradientState`` at the path Accelerate scripts import them from."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'accel.state' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 T = TypeVar("T")
 

@@ -11,6 +11,9 @@
 # 64 MB; gloo/NCCL and DataLoader workers need more: --shm-size / compose shm_size), no init
 # process as PID 1 (--init / compose init: true), and an output folder this user cannot write.
 # Then it execs the launcher, so signals reach it directly and its exit code is the container's.
+#
+# Any uid works (compose: ACCEL_UID, docker run --user): a user without a home of its own (Docker
+# then sets HOME=/) gets a private one under /tmp, for the caches of pip, torch and the like.
 set -eu
 
 warn() { printf 'accel-entrypoint: warning: %s\n' "$*" >&2; }
@@ -29,10 +32,17 @@ check_runtime() {
 	fi
 	out=${ACCEL_OUTPUT_DIR:-/output}
 	if [ -d "$out" ] && [ ! -w "$out" ]; then
-		warn "$out is not writable by uid $(id -u); create the host folder first (mkdir -p output)," \
-			"or run with --user \"\$(id -u):\$(id -g)\"."
+		warn "$out (owner uid $(stat -c %u "$out")) is not writable by uid $(id -u); with compose, give the same" \
+			"ACCEL_UID (and ACCEL_GID) to every command so that output-init chowns it for that user;" \
+			"with docker run, pass --user with the uid that owns the host folder."
 	fi
 }
+
+if [ -z "${HOME:-}" ] || [ ! -w "$HOME" ]; then
+	HOME=/tmp/accel-home-$(id -u)
+	mkdir -p -m 0700 "$HOME"
+	export HOME
+fi
 
 case "${1:-}" in
 --verify)

@@ -29,7 +29,7 @@ def _one_line_error(result, code=2):
 
 def test_help_lists_commands_without_importing_torch():
     code = (
-        "import sys; from accel.cli import main; "
+        "import sys; from accel.commands import main; "
         "codes = [main(['--help']), main(['config', '--help']), main(['launch', '--help']), main(['env'])]; "
         "assert codes == [0, 0, 0, 0], codes; "
         "assert 'torch' not in sys.modules, 'torch was imported'"

@@ -15,8 +15,8 @@ from conftest import ROOT, free_port, run_cli
 
 from accel.config import Setting, resolve
 from accel.exceptions import ConfigError, LaunchError
-from accel.launch import announcement, plan
-from accel.launch_args import parse_args
+from accel.launch.arguments import parse_args
+from accel.launch.plan import announcement, plan
 
 SCRIPTS = ROOT / "tests" / "scripts"
 NO_SYSTEM = Path("/nonexistent/accel/config.yaml")
@@ -182,7 +182,7 @@ def test_plan_multi_machine_rules(tmp_path):
 def test_launch_config_sets_every_field(tmp_path):
     import dataclasses
 
-    from accel.elastic import launch_config
+    from accel.launch.elastic import launch_config
 
     p = plan(_resolve(tmp_path, num_processes=2, max_restarts=1, shutdown_timeout=2.5), gpu_count=0)
     config = launch_config(p)
@@ -256,7 +256,7 @@ def test_failure_report_puts_the_rank_that_raised_before_the_ranks_the_launcher_
     """torch stamps a stopped rank to the whole second; a sidecar's sub-second time must still come first."""
     from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
 
-    from accel.failures import SIDECAR, describe
+    from accel.launch.failures import SIDECAR, describe
 
     now = time.time()
     (tmp_path / "1").mkdir()

@@ -8,7 +8,7 @@ import pytest
 
 from accel import env
 from accel.exceptions import ConfigError, LaunchError, StateError
-from accel.notebook import notebook_launcher
+from accel.launch.notebook import notebook_launcher
 
 
 def report(tag: str) -> dict:

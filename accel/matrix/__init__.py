@@ -1,32 +1,22 @@
-"""The compatibility matrix: build and test every cell of docker/matrix.json with docker-py.
+"""The compatibility matrix (the ``matrix`` extra): every cell of docker/matrix.json, proven with docker-py.
 
-    tox -e matrix                          # the default selection (see below)
-    python -m accel.matrix --cell py3.11-cpu --cell py3.12-alpine-cpu
-    python -m accel.matrix --all           # every cell (the CUDA cells download ~3 GB each)
+    accel-matrix check                    # every cell; writes COMPATIBILITY.md and COMPATIBILITY.json
+    accel-matrix check --cells py3.11-cpu,py3.12-alpine-cpu --jobs 2
+    accel-matrix run --cells py3.10-cpu,py3.13-cpu --project . -- pytest -q tests/
+    python -m accel.matrix ...            # the same; tox -e matrix runs `check`
 
-A cell is python x os/libc x variant with pinned versions. For each selected cell the runner
+A cell is python x os/libc x variant with pinned versions (model.py). For each cell the runner
+(pipeline.py) records the wheel evidence (probe.py), makes the base image and the wheelhouse with
+docker/bootstrap.py, measures install time, builds the image with docker-py (engine.py), measures
+import time, runs the 2-process example and accel's own test suite inside it (stages.py), runs the
+CUDA checks when the host has a GPU (gpu_check.py), and writes the report (report.py). Results are
+cached by the cell's input digest (context.py, outcome.py). ``accel-matrix run`` (user.py) puts a
+user's project on top of a cell's image and runs their command.
 
-1. checks that the pinned torch has a wheel for the cell's Python and platform tags
-   (``pip index versions``, no download);
-2. makes the base image and the wheelhouse with docker/bootstrap.py (offline when no registry);
-3. measures install time: a fresh venv filled from the wheelhouse in a container with no network;
-4. builds the image with docker-py (legacy builder) and records its disk size;
-5. measures import time of ``torch`` + ``accel`` (median of several fresh interpreters);
-6. runs the built-in example on 2 CPU processes inside the image.
+Status words: ``pass``; ``fail (<stage>: <reason>)`` for accel's own problems; ``unsupported
+(upstream: …)`` when a dependency publishes nothing for the cell (with the index asked and the
+tags); ``not built (…)`` when this host cannot make the cell, with the reason.
 
-and writes ``COMPATIBILITY.md`` and ``COMPATIBILITY.json`` at the repository root. Status words:
-``pass``; ``fail (<stage>: <reason>)`` for accel's own problems; ``unsupported (upstream: …)`` when
-a dependency publishes nothing for the cell; ``not built (…)`` when the cell was not selected or
-cannot be made on this host, with the reason.
-
-Default selection: cells marked ``"ci": true`` are built; every other cell is only probed (step 1),
-so that cells upstream does not support are reported as such without a build.
-
-Needs the ``matrix`` extra (docker-py) and a Docker engine; run from a checkout.
+The training library never imports this package; nothing here imports torch (gpu_check runs inside
+an image). Needs docker-py (``pip install "accel[matrix]"``) and a Docker engine; run from a checkout.
 """
-
-from __future__ import annotations
-
-from accel.matrix.runner import main
-
-__all__ = ["main"]

@@ -89,6 +89,7 @@ class Matrix:
     cells: tuple[Cell, ...]
     unsupported: tuple[Unsupported, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    errors: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -124,8 +125,12 @@ def find_root(start: Path) -> Path:
     raise MatrixError(f"no {MATRIX_FILE} in {start} or above; run from an accel checkout or pass --root")
 
 
-def load(path: Path) -> Matrix:
-    """Read and validate docker/matrix.json (``path`` is the file or the checkout holding it)."""
+def load(path: Path, strict: bool = True) -> Matrix:
+    """Read and validate docker/matrix.json (``path`` is the file or the checkout holding it).
+
+    ``strict=False`` (the runner): a malformed cell is left out and its one-line error kept in
+    ``errors``, so that the other cells still run; a malformed file as a whole still raises.
+    """
     if path.is_dir():
         path = path / MATRIX_FILE
     try:
@@ -134,10 +139,10 @@ def load(path: Path) -> Matrix:
         raise MatrixError(f"{path}: cannot be read ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise MatrixError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    return parse(raw, path)
+    return parse(raw, path, strict)
 
 
-def parse(raw: Any, path: Path) -> Matrix:
+def parse(raw: Any, path: Path, strict: bool = True) -> Matrix:
     """Validate a decoded docker/matrix.json; the first problem is a one-line MatrixError."""
     where = str(path)
     top = _mapping(raw, where)
@@ -153,15 +158,22 @@ def parse(raw: Any, path: Path) -> Matrix:
     if not isinstance(cells_raw, list) or not cells_raw:
         raise MatrixError(f"{where}: 'cells' must be a non-empty list of cell objects")
     cells: list[Cell] = []
+    errors: list[str] = []
     seen: set[str] = set()
     for number, item in enumerate(cells_raw, 1):
-        cell = _cell(item, f"{where}: cell #{number}", tags, index)
-        if cell.id in seen:
-            raise MatrixError(f"{where}: duplicate cell id {cell.id!r} (cell #{number}); every id must be unique")
+        try:
+            cell = _cell(item, f"{where}: cell #{number}", tags, index)
+            if cell.id in seen:
+                raise MatrixError(f"{where}: duplicate cell id {cell.id!r} (cell #{number}); every id must be unique")
+        except MatrixError as exc:
+            if strict:
+                raise
+            errors.append(str(exc))
+            continue
         seen.add(cell.id)
         cells.append(cell)
     defaults = [cell.id for cell in cells if cell.default]
-    if len(defaults) != 1:
+    if len(defaults) != 1 and (strict or len(defaults) > 1):
         raise MatrixError(f'{where}: exactly one cell needs "default": true (found {len(defaults)}: {defaults})')
     unsupported = []
     for number, item in enumerate(top.get("unsupported", []), 1):
@@ -172,7 +184,7 @@ def parse(raw: Any, path: Path) -> Matrix:
             raise MatrixError(f"{where}: unsupported {env!r}: reason must read 'unsupported (...)', not {reason!r}")
         unsupported.append(Unsupported(env, reason, str(entry.get("python", ""))))
     deb = Debian(*(str(_key(debian, k, f"{where}: debian")) for k in ("suite", "mirror", "image")))
-    return Matrix(path, deb, tags, index, tuple(cells), tuple(unsupported), top)
+    return Matrix(path, deb, tags, index, tuple(cells), tuple(unsupported), top, tuple(errors))
 
 
 def _cell(item: Any, where: str, tags: dict[str, tuple[str, ...]], index: dict[str, str]) -> Cell:

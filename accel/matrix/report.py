@@ -1,4 +1,4 @@
-"""COMPATIBILITY.md and COMPATIBILITY.json from the runner's outcomes."""
+"""The compatibility report: a JSON file a CI system reads and a Markdown table, both written atomically."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import datetime
 import json
 import platform
 import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from docker import DockerClient
+from accel.matrix.model import Unsupported
+from accel.matrix.outcome import Outcome, write_atomic
 
 COLUMNS = (
     ("cell", "cell"),
@@ -20,6 +22,8 @@ COLUMNS = (
     ("variant", "variant"),
     ("torch", "torch"),
     ("status", "status"),
+    ("tests", "tests"),
+    ("cuda", "cuda"),
     ("build_s", "build"),
     ("install_s", "install"),
     ("import_s", "import (median)"),
@@ -27,13 +31,40 @@ COLUMNS = (
     ("job_s", "2-process job"),
 )
 
+LEGEND = """\
+Status words: `pass` (built, installed, imported, ran the 2-process example and the test suite with no
+failure); `fail (stage: reason)` (accel's problem); `unsupported (upstream: …)` (a dependency publishes
+nothing for the cell; the evidence names the index asked and the tags); `not built (reason)` (this host
+could not make the cell, with the reason and how to make it elsewhere). `tests`: accel's own suite
+(unit and real multi-process gloo tests, `pytest -m "not docker"`) run inside the cell's image; the
+failing tests are named in the notes. `cuda`: the bf16/fp16 steps and CUDA checkpoint round trip, run
+only with `--gpus all` on a host with an NVIDIA runtime. Install: a fresh venv filled from the cell's
+wheelhouse with no network. Import: `import torch, accel` in a fresh interpreter, median of 5. Image
+size: as `docker image inspect` reports it (uncompressed). A value is `n/a` when its stage did not run
+(the status says why)."""
+
 
 def git_revision(root: Path) -> str:
-    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    try:
+        cmd = ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
     return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
 
-def _cell(key: str, value: Any) -> str:
+def metadata(root: Path, engine: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {
+        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "revision": git_revision(root),
+        "host": f"{platform.system()} {platform.machine()}, {platform.node()}",
+        "docker": engine,
+        "builder": "docker-py APIClient.build (legacy builder)",
+        **(extra or {}),
+    }
+
+
+def _value(key: str, value: Any) -> str:
     if value is None or value == "":
         return "n/a"
     if key == "image_bytes":
@@ -43,36 +74,52 @@ def _cell(key: str, value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def write(root: Path, rows: list[dict[str, Any]], client: DockerClient) -> list[Path]:
-    version = client.version()
-    meta = {
-        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "revision": git_revision(root),
-        "host": f"{platform.system()} {platform.machine()}, {platform.node()}",
-        "docker": f"engine {version.get('Version')} (API {version.get('ApiVersion')})",
-        "builder": "docker-py images.build (legacy builder)",
+def table(rows: Sequence[Outcome], columns: Sequence[tuple[str, str]] = COLUMNS) -> list[str]:
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        data = asdict(row)
+        lines.append("| " + " | ".join(_value(key, data.get(key)) for key, _ in columns) + " |")
+    return lines
+
+
+def write(
+    directory: Path,
+    name: str,
+    rows: Sequence[Outcome],
+    meta: dict[str, str],
+    unsupported: Sequence[Unsupported] = (),
+    title: str = "Compatibility",
+    intro: str = "",
+    columns: Sequence[tuple[str, str]] = COLUMNS,
+) -> list[Path]:
+    """``<name>.json`` and ``<name>.md`` in ``directory``; each replaces the old file in one rename."""
+    payload = {
+        "meta": meta,
+        "cells": [asdict(row) for row in rows],
+        "unsupported": [asdict(u) for u in unsupported],
     }
-    json_path = root / "COMPATIBILITY.json"
-    json_path.write_text(json.dumps({"meta": meta, "cells": rows}, indent=2) + "\n")
-    lines = [
-        "# Compatibility",
-        "",
-        "Written by `tox -e matrix` (`python -m accel.matrix`) from docker/matrix.json; do not edit by hand.",
+    json_path = directory / f"{name}.json"
+    write_atomic(json_path, json.dumps(payload, indent=2) + "\n")
+    lines = [f"# {title}", ""]
+    if intro:
+        lines += [intro, ""]
+    lines += [
         f"Revision {meta['revision']}, {meta['generated']}, {meta['host']}, Docker {meta['docker']}.",
         "",
-        "Status words: `pass` (built, installed, imported, ran the 2-process example); `fail (stage: reason)`",
-        "(accel's problem); `unsupported (upstream: …)` (a dependency publishes nothing for the cell);",
-        "`not built (…)` (not attempted here, with the reason). Install: a fresh venv filled from the",
-        "cell's wheelhouse with no network. Import: `import torch, accel` in a fresh interpreter, median",
-        "of 5. Image size: as `docker image inspect` reports it (uncompressed).",
+        LEGEND,
         "",
-        "| " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        *table(rows, columns),
     ]
+    if unsupported:
+        lines += ["", "## Environments not supported", "", "| environment | status |", "|---|---|"]
+        lines += [f"| {u.environment} | {u.reason} |" for u in unsupported]
+    lines += ["", "## Evidence and notes", ""]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(key, row.get(key)) for key, _ in COLUMNS) + " |")
-    lines += ["", "## Wheels looked for", ""]
-    lines += [f"- `{row['cell']}`: {row['wheels'] or 'not probed'}" for row in rows]
-    md_path = root / "COMPATIBILITY.md"
-    md_path.write_text("\n".join(lines) + "\n")
+        parts = [
+            p for p in (row.wheels, row.notes, f"torch in the image: {row.torch_build}" if row.torch_build else "") if p
+        ]
+        cached = f" (inputs digest {row.digest}, measured {row.measured})" if row.digest else ""
+        lines.append(f"- `{row.cell}`{cached}: " + ("; ".join(parts) or "nothing further"))
+    md_path = directory / f"{name}.md"
+    write_atomic(md_path, "\n".join(lines) + "\n")
     return [md_path, json_path]

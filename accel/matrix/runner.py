@@ -1,300 +1,167 @@
-"""Build, measure and run each selected cell with docker-py; then write the report."""
+"""``accel-matrix``: build and test the cells of docker/matrix.json, or run a user's project in them.
+
+    accel-matrix check                                  # every cell; writes COMPATIBILITY.md/.json
+    accel-matrix check --cells py3.11-cpu,py3.12-cuda --jobs 2 --keep-images
+    accel-matrix run --cells py3.10-cpu,py3.13-cpu --project . -- pytest -q tests/
+    accel-matrix list                                   # the cells and their pins
+
+Bad input never stops the other cells: an unknown cell id or a malformed cell in matrix.json is a
+one-line error naming it, the rest still run, and the exit status is non-zero when a cell that was
+asked for did not pass (``check`` with no ``--cells``: when any cell failed).
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import re
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from accel.matrix import report
-from accel.matrix.cells import probe_torch
+from accel.matrix import engine, probe, report
+from accel.matrix.engine import StageError
 from accel.matrix.model import Cell, Matrix, MatrixError, find_root, load
+from accel.matrix.outcome import Outcome, Progress, ResultCache
+from accel.matrix.pipeline import Settings, run_cell
 
 if TYPE_CHECKING:
     from docker import DockerClient
 
-IMPORT_SAMPLES = 5
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-LABEL = "org.accel.matrix"
+
+def error(message: str) -> None:
+    sys.stderr.write(f"accel-matrix: {message}\n")
+    sys.stderr.flush()
 
 
-@dataclass
-class Outcome:
-    """What the runner learned about one cell (a row of the report)."""
-
-    cell: str
-    python: str
-    os: str
-    libc: str
-    variant: str
-    torch: str
-    status: str
-    wheels: str = ""
-    build_s: float | None = None
-    install_s: float | None = None
-    import_s: float | None = None
-    image_bytes: int | None = None
-    job_s: float | None = None
-    notes: str = ""
-
-
-class StageError(Exception):
-    """A stage of a cell failed; ``stage`` names it in the status word."""
-
-    def __init__(self, stage: str, reason: str) -> None:
-        super().__init__(reason)
-        self.stage = stage
-        self.reason = reason
-
-
-def log(message: str) -> None:
-    sys.stdout.write(f"[matrix] {message}\n")
-    sys.stdout.flush()
-
-
-def outcome_for(cell: Cell, status: str, wheels: str = "", notes: str = "") -> Outcome:
-    return Outcome(cell.id, cell.python, cell.os, cell.libc, cell.variant, cell.torch, status, wheels, notes=notes)
-
-
-def not_built_reason(cell: Cell) -> str:
-    if cell.variant == "cuda":
-        return (
-            "not built (not selected: the CUDA stack is ~3 GB to download and ~5.4 GB installed per cell; "
-            f"select it with --cell {cell.id})"
-        )
-    return f"not built (not selected; select it with --cell {cell.id})"
-
-
-def unavailable_status(cell: Cell) -> str:
-    if cell.libc == "musl":
-        return "unsupported (upstream: PyTorch publishes no musllinux wheel and no sdist)"
-    return f"not built (no torch {cell.torch} wheel for {cell.abi} on the indexes this host reaches)"
-
-
-def run_cell(client: DockerClient, matrix: Matrix, cell: Cell) -> Outcome:
-    probe = probe_torch(cell)
-    log(f"{cell.id}: {probe.detail}")
-    if not probe.available:
-        return outcome_for(cell, unavailable_status(cell), probe.detail)
-    result = outcome_for(cell, "pass", probe.detail)
-    try:
-        bootstrap(matrix.root, cell)
-        result.install_s = install_time(client, matrix.root, cell)
-        result.build_s, result.image_bytes = build(client, matrix.root, cell)
-        result.import_s = import_time(client, cell)
-        result.job_s = two_process_job(client, cell)
-    except StageError as exc:
-        result.status = f"fail ({exc.stage}: {exc.reason})"
-        if exc.stage == "base":
-            result.status = f"not built ({exc.reason})"
-    return result
-
-
-def bootstrap(root: Path, cell: Cell) -> None:
-    """Base images and wheelhouse via docker/bootstrap.py (the path users take)."""
-    log(f"{cell.id}: bootstrap (base image, wheelhouse)")
-    proc = subprocess.run(
-        [sys.executable, "docker/bootstrap.py", "--cell", cell.id, "debian", "python", "wheels"],
-        cwd=root,
-        capture_output=True,
-        text=True,
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="accel-matrix", description="accel's compatibility matrix, with docker-py")
+    sub = top.add_subparsers(dest="command", required=True)
+    for name, text in (("check", "build and test accel in each cell"), ("run", "run your project in each cell")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--cells", action="append", default=[], help="comma-separated cell ids (default: every cell)")
+        p.add_argument("--jobs", type=int, default=1, help="cells built and tested at once (default 1)")
+        p.add_argument("--keep-images", action="store_true", help="keep the images built (a CUDA cell is ~5.6 GB)")
+        p.add_argument("--no-cache", action="store_true", help="rerun cells whose inputs did not change")
+        p.add_argument("--root", type=Path, default=None, help="the accel checkout (default: found from cwd)")
+        p.add_argument("--repo", default="accel", help="repository name of the images built (default accel)")
+        p.add_argument("--report-dir", type=Path, default=None, help="where the report goes")
+        p.add_argument("--no-report", action="store_true", help="print only; write no report")
+        p.add_argument("--time-limit", type=float, default=None, help="seconds; later stages say they were not run")
+    sub.choices["check"].add_argument(
+        "--skip-install-time", action="store_true", help="do not measure the separate wheelhouse install"
     )
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-        raise StageError("base", f"base image or wheelhouse could not be made here: {tail[0][:200]}")
+    run = sub.choices["run"]
+    run.add_argument("--project", type=Path, required=True, help="your project folder (copied into each cell)")
+    run.add_argument("--requirements", default="requirements.txt", help="in --project; installed when present")
+    run.add_argument("--name", default="", help="the project's name in the report (default: the folder's)")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command to run in each cell")
+    sub.add_parser("list", help="the cells of docker/matrix.json")
+    return top
 
 
-def install_time(client: DockerClient, root: Path, cell: Cell) -> float:
-    """Seconds to fill a fresh venv from the wheelhouse, in the base image with no network."""
-    script = (
-        "import subprocess, sys, time\n"
-        "subprocess.run([sys.executable, '-m', 'venv', '/tmp/v'], check=True)\n"
-        "t = time.perf_counter()\n"
-        "subprocess.run(['/tmp/v/bin/pip', 'install', '-q', '--no-index', '--find-links', '/wheels',\n"
-        f"    '-r', '/req/requirements.txt', 'torch=={cell.torch}'], check=True)\n"
-        "print(round(time.perf_counter() - t, 2))\n"
-    )
-    volumes = {
-        str(root / ".cache" / "wheelhouse" / cell.id): {"bind": "/wheels", "mode": "ro"},
-        str(root / "docker"): {"bind": "/req", "mode": "ro"},
-    }
-    out = run_container(client, cell.base, ["python3", "-c", script], "install", network_mode="none", volumes=volumes)
-    seconds = float(out.strip().splitlines()[-1])
-    log(f"{cell.id}: install {seconds:.1f} s")
-    return seconds
-
-
-def build(client: DockerClient, root: Path, cell: Cell) -> tuple[float, int]:
-    import docker.errors
-
-    from accel.matrix.report import git_revision
-
-    log(f"{cell.id}: docker-py build of {cell.dockerfile} -> {cell.image}")
-    args = {"PYTHON_VERSION": cell.python, "VARIANT": cell.variant, "TORCH_VERSION": cell.torch}
-    args["VCS_REF"] = git_revision(root)
-    args["WHEELHOUSE"] = f".cache/wheelhouse/{cell.id}"
-    start = time.monotonic()
-    try:
-        with tempfile.TemporaryFile() as tar:
-            write_context(root, cell, tar)
-            image, _ = client.images.build(
-                fileobj=tar,
-                custom_context=True,
-                dockerfile=cell.dockerfile,
-                tag=cell.image,
-                buildargs=args,
-                target="runtime" if cell.dockerfile == "Dockerfile" else None,
-                network_mode="host",
-                rm=True,
-                forcerm=True,
-                pull=False,
-                labels={LABEL: "1"},
-            )
-    except docker.errors.BuildError as exc:
-        text = "".join(str(chunk.get("stream", "")) for chunk in exc.build_log)
-        lines = [line.strip() for line in ANSI.sub("", text).splitlines() if line.strip()]
-        tail = [line for line in lines if not line.startswith(("Removing intermediate", "---> "))][-2:]
-        raise StageError("build", " / ".join(tail)[-240:]) from None
-    seconds = time.monotonic() - start
-    size = int(image.attrs["Size"])
-    log(f"{cell.id}: built in {seconds:.1f} s, {size / 1e9:.3f} GB")
-    return seconds, size
-
-
-def write_context(root: Path, cell: Cell, tar: IO[bytes]) -> None:
-    """The cell's build context (sources + only its own wheelhouse), written by docker/bootstrap.py."""
-    spec = importlib.util.spec_from_file_location("accel_docker_bootstrap", root / "docker" / "bootstrap.py")
-    if spec is None or spec.loader is None:
-        raise StageError("build", "docker/bootstrap.py cannot be loaded")
-    bootstrap_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bootstrap_module)
-    raw = bootstrap_module.find_cell(bootstrap_module.load_matrix(), cell.id)
-    bootstrap_module.write_context(raw, tar)
-    tar.seek(0)
-
-
-def import_time(client: DockerClient, cell: Cell) -> float:
-    """Median wall time of ``import torch, accel`` over fresh interpreters in the image."""
-    script = (
-        "import json, subprocess, sys, time\n"
-        "samples = []\n"
-        f"for _ in range({IMPORT_SAMPLES}):\n"
-        "    t = time.perf_counter()\n"
-        "    subprocess.run([sys.executable, '-c', 'import torch, accel'], check=True)\n"
-        "    samples.append(time.perf_counter() - t)\n"
-        "print(json.dumps(samples))\n"
-    )
-    out = run_container(client, cell.image, ["python", "-c", script], "import", network_mode="none")
-    samples = [float(s) for s in json.loads(out.strip().splitlines()[-1])]
-    median = statistics.median(samples)
-    log(f"{cell.id}: import torch, accel: median {median:.2f} s of {', '.join(f'{s:.2f}' for s in samples)}")
-    return median
-
-
-def two_process_job(client: DockerClient, cell: Cell) -> float:
-    """The built-in example on 2 CPU processes; its metrics must say 2 processes."""
-    with tempfile.TemporaryDirectory(prefix="accel-matrix-") as tmp:
-        Path(tmp).chmod(0o777)
-        command = ["--num_processes", "2", "--cpu", "--mixed_precision", "no"]
-        command += ["/opt/accel/example/train.py", "--output_dir", "/output"]
-        start = time.monotonic()
-        run_container(
-            client,
-            cell.image,
-            command,
-            "job",
-            network_mode="host",
-            volumes={tmp: {"bind": "/output", "mode": "rw"}},
-            shm_size="2g",
-            init=True,
-            use_entrypoint=True,
-        )
-        seconds = time.monotonic() - start
-        metrics_file = Path(tmp) / "metrics.json"
-        if not metrics_file.is_file():
-            raise StageError("job", "the example wrote no metrics.json")
-        metrics = json.loads(metrics_file.read_text())
-        if metrics.get("num_processes") != 2:
-            raise StageError("job", f"ran on {metrics.get('num_processes')} processes, not 2")
-    log(f"{cell.id}: 2-process job in {seconds:.1f} s")
-    return seconds
-
-
-def run_container(
-    client: DockerClient,
-    image: str,
-    command: list[str],
-    stage: str,
-    use_entrypoint: bool = False,
-    timeout: float = 900,
-    **kwargs: Any,
-) -> str:
-    """Run to completion; return stdout+stderr; raise StageError on a non-zero exit or a timeout."""
-    import requests.exceptions
-
-    if not use_entrypoint and image.startswith("accel:"):
-        kwargs["entrypoint"] = []
-    container = client.containers.run(image, command, detach=True, labels={LABEL: "1"}, **kwargs)
-    try:
+def selection(matrix: Matrix, groups: Sequence[str]) -> tuple[list[Cell], list[str]]:
+    """The cells asked for (all when none) and one error line per unknown id."""
+    wanted = [cell_id.strip() for group in groups for cell_id in group.split(",") if cell_id.strip()]
+    if not wanted:
+        return list(matrix.cells), []
+    problems, cells = [], []
+    for cell_id in wanted:
         try:
-            status = container.wait(timeout=timeout)
-        except requests.exceptions.ConnectionError:
-            raise StageError(stage, f"no exit within {timeout:.0f} s") from None
-        logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
-        code = int(status.get("StatusCode", -1))
-        if code != 0:
-            tail = " | ".join(logs.strip().splitlines()[-3:])[-300:]
-            raise StageError(stage, f"exit code {code}: {tail}")
-        return logs
-    finally:
-        container.remove(force=True)
+            cells.append(matrix.find(cell_id))
+        except MatrixError as exc:
+            problems.append(str(exc))
+    known = {c.id for c in cells}
+    return [c for c in matrix.cells if c.id in known], problems
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m accel.matrix", description="build and test the cell matrix")
-    parser.add_argument("--cell", action="append", default=[], help="build this cell (repeatable)")
-    parser.add_argument("--all", action="store_true", help="build every cell")
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="the accel checkout (default: cwd)")
-    parser.add_argument("--no-report", action="store_true", help="print only; do not write COMPATIBILITY.*")
-    return parser.parse_args(argv)
+def run_all(
+    cells: Sequence[Cell], jobs: int, settings: Settings, one: Callable[[Settings, Cell], Outcome]
+) -> list[Outcome]:
+    """Each cell through ``one`` on up to ``jobs`` threads (a docker-py client per thread)."""
+    local = threading.local()
+
+    def work(cell: Cell) -> Outcome:
+        if not hasattr(local, "client"):
+            local.client = engine.connect() if jobs > 1 else settings.client
+        outcome = one(replace(settings, client=local.client), cell)
+        settings.progress.line(cell.id, f"=> {outcome.status}")
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(work, cells))
+
+
+def engine_name(client: DockerClient) -> str:
+    version = client.version()
+    return f"engine {version.get('Version')} (API {version.get('ApiVersion')})"
+
+
+def check(args: argparse.Namespace, matrix: Matrix, settings: Settings, cells: list[Cell]) -> list[Outcome]:
+    done = {o.cell: o for o in run_all(cells, args.jobs, settings, run_cell)}
+    rows = []
+    for cell in matrix.cells:
+        row = done.get(cell.id) or settings.cache.latest(cell.id)
+        if row is None:
+            row = Outcome.start(cell)
+            row.status = f"not built (not selected in this run: accel-matrix check --cells {cell.id})"
+        rows.append(row)
+    if not args.no_report:
+        gpu = "NVIDIA runtime present: CUDA cells run with --gpus all" if settings.gpu else "no NVIDIA runtime"
+        meta = report.metadata(settings.root, engine_name(settings.client), {"gpu": gpu, "indexes": settings.indexes})
+        intro = "Written by `accel-matrix check` (`tox -e matrix`) from docker/matrix.json; do not edit by hand."
+        written = report.write(
+            args.report_dir or settings.root, "COMPATIBILITY", rows, meta, matrix.unsupported, intro=intro
+        )
+        settings.progress.line("report", "wrote " + ", ".join(str(p) for p in written))
+    return list(done.values())
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parser().parse_args(argv)
     try:
-        matrix = load(find_root(args.root.resolve()))
-        for cell_id in args.cell:
-            matrix.find(cell_id)
+        root = find_root((getattr(args, "root", None) or Path.cwd()).resolve())
+        matrix = load(root, strict=False)
     except MatrixError as exc:
-        sys.stderr.write(f"accel.matrix: {exc}\n")
+        error(str(exc))
         return exc.exit_code
-    selected = {c.id for c in matrix.cells if args.all or (c.id in args.cell if args.cell else c.ci)}
-    import docker
+    for problem in matrix.errors:
+        error(f"{problem} (this cell is left out; the others run)")
+    if args.command == "list":
+        for cell in matrix.cells:
+            sys.stdout.write(
+                f"{cell.id:20} python {cell.python} {cell.os} ({cell.libc}) {cell.variant} torch {cell.torch}\n"
+            )
+        return 1 if matrix.errors else 0
+    cells, problems = selection(matrix, args.cells)
+    for problem in problems:
+        error(problem)
+    try:
+        client = engine.connect()
+    except StageError as exc:
+        error(f"{exc.reason}; no cell was run")
+        return 1
+    settings = Settings(
+        root=root,
+        client=client,
+        progress=Progress(time_limit=args.time_limit),
+        cache=ResultCache(root / ".cache" / "matrix"),
+        indexes=probe.pip_indexes(),
+        gpu=engine.nvidia_runtime(client),
+        keep_images=args.keep_images,
+        use_cache=not args.no_cache,
+        vcs_ref=report.git_revision(root),
+        repo=args.repo,
+        install_time=not getattr(args, "skip_install_time", False),
+    )
+    if args.command == "run":
+        from accel.matrix.user import run_project
 
-    client = docker.from_env(timeout=900)
-    outcomes: list[Outcome] = []
-    for cell in matrix.cells:
-        start = time.monotonic()
-        if cell.id in selected:
-            outcome = run_cell(client, matrix, cell)
-        else:
-            probe = probe_torch(cell)
-            log(f"{cell.id}: {probe.detail}")
-            outcome = outcome_for(cell, unavailable_status(cell) if not probe.available else not_built_reason(cell))
-            outcome.wheels = probe.detail
-        log(f"{cell.id}: {outcome.status} ({time.monotonic() - start:.1f} s)")
-        outcomes.append(outcome)
-    if not args.no_report:
-        written = report.write(matrix.root, [asdict(o) for o in outcomes], client)
-        log(f"wrote {', '.join(str(p.relative_to(matrix.root)) for p in written)}")
-    failed = [o for o in outcomes if o.status.startswith("fail")]
-    return 1 if failed else 0
+        outcomes = run_project(args, settings, cells)
+    else:
+        outcomes = check(args, matrix, settings, cells)
+    asked = bool(args.cells)
+    bad = [o for o in outcomes if o.failed or (asked and not o.passed)]
+    return 1 if bad or problems or matrix.errors else 0

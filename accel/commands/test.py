@@ -1,6 +1,6 @@
 """``accel test``: a distributed self-check through the real launch path.
 
-The launcher side (:func:`run_selftest`) launches ``-m accel.selftest`` with the resolved settings
+The launcher side (:func:`run_selftest`) launches ``-m accel.commands.test`` with the resolved settings
 and any ``accel launch`` options. Each rank then checks, with the public :class:`~accel.Accelerator`:
 
 1. world size: the launched world equals ``ACCEL_REQUESTED_WORLD_SIZE``;
@@ -120,11 +120,11 @@ def worker() -> None:
 
 def run_selftest(argv: list[str]) -> int:
     """``accel test [launch options]``: launch the self-check; print the verdict; return the exit code."""
+    from accel.commands.launch import run
     from accel.exceptions import LaunchError
-    from accel.launch import run
-    from accel.launch_args import parse_args
+    from accel.launch.arguments import parse_args
 
-    request = parse_args([*argv, "-m", "accel.selftest"])
+    request = parse_args([*argv, "-m", "accel.commands.test"])
     timeout = {} if env.get(env.PROCESS_GROUP_TIMEOUT) else {env.PROCESS_GROUP_TIMEOUT: "120"}
     try:
         with env.patched(timeout):
@@ -135,6 +135,14 @@ def run_selftest(argv: list[str]) -> int:
         raise
     sys.stdout.write("accel test: PASSED: this setup is ready for distributed training\n")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """``accel test [launch options]``: the self-check through the real launch path."""
+    if argv and argv[0] in ("-h", "--help"):
+        sys.stdout.write("usage: accel test [accel launch options]\n\nRuns the self-check on the resolved setup.\n")
+        return 0
+    return run_selftest(argv)
 
 
 if __name__ == "__main__":

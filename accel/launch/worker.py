@@ -1,10 +1,10 @@
 """One rank of ``accel launch``: run the user's script or module and record a failure for the launcher.
 
-``python -u -m accel.launch_worker script.py ARGS...`` behaves like ``python -u script.py ARGS...``
+``python -u -m accel.launch.worker script.py ARGS...`` behaves like ``python -u script.py ARGS...``
 (same ``sys.argv``, ``sys.path[0]`` is the script's folder, ``__name__ == "__main__"``), and
-``python -u -m accel.launch_worker -m pkg.mod ARGS...`` like ``python -u -m pkg.mod ARGS...``.
+``python -u -m accel.launch.worker -m pkg.mod ARGS...`` like ``python -u -m pkg.mod ARGS...``.
 When the script raises, its traceback (without this module's frames) is printed and recorded for
-the launcher (:mod:`accel.failures`), which shows the first failing rank first. Nothing here
+the launcher (:mod:`accel.launch.failures`), which shows the first failing rank first. Nothing here
 imports torch.
 """
 
@@ -33,7 +33,7 @@ def format_traceback(exc: BaseException) -> str:
 def run(argv: list[str]) -> None:
     """Run ``script.py ARGS`` or ``-m module ARGS`` as ``__main__``."""
     if not argv or (argv[0] == "-m" and len(argv) < 2):
-        raise SystemExit("usage: python -m accel.launch_worker (script.py | -m module) [args...]")
+        raise SystemExit("usage: python -m accel.launch.worker (script.py | -m module) [args...]")
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        from accel.failures import record_failure  # only on failure: keeps rank start-up lean
+        from accel.launch.failures import record_failure  # only on failure: keeps rank start-up lean
 
         text = format_traceback(exc)
         record_failure(exc, text)

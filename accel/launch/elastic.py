@@ -1,6 +1,6 @@
 """The bridge to torch's elastic launcher, shared by ``accel launch`` and ``notebook_launcher``.
 
-:func:`launch_config` turns a :class:`~accel.launch.LaunchPlan` into torch's ``LaunchConfig``
+:func:`launch_config` turns a :class:`~accel.launch.plan.LaunchPlan` into torch's ``LaunchConfig``
 (every field set explicitly: its defaults differ from torchrun's), and :func:`execute` runs
 ``elastic_launch`` with the plan's variables exported, then restores the environment and the
 signal handlers. Failures become :class:`~accel.exceptions.LaunchError` whose message starts with
@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from accel import env
 from accel.exceptions import LaunchError
-from accel.failures import describe, latest_attempt, record_failure
+from accel.launch.failures import describe, latest_attempt, record_failure
+from accel.launch.plan import LaunchPlan
 
 if TYPE_CHECKING:
     from torch.distributed.launcher.api import LaunchConfig
-
-    from accel.launch import LaunchPlan
 
 SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"  # forwarded to every rank (SIGUSR1: SLURM preemption)
 

@@ -55,7 +55,7 @@ def _check_parent_is_clean() -> None:
 def _start_method(function: Callable[..., Any]) -> str:
     import torch
 
-    from accel.elastic import FunctionWorker
+    from accel.launch.elastic import FunctionWorker
 
     if "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         return "fork"
@@ -123,8 +123,8 @@ def notebook_launcher(
     import torch
 
     from accel import env
-    from accel.elastic import FunctionWorker, execute
-    from accel.launch import announcement, plan
+    from accel.launch.elastic import FunctionWorker, execute
+    from accel.launch.plan import announcement, plan
 
     gpus = torch.cuda.device_count()
     if resolved["num_processes"] is None and (gpus == 0 or resolved["use_cpu"]):

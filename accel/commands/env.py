@@ -17,7 +17,9 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from accel import __version__, env
+from accel import env
+from accel.commands.parser import Parser
+from accel.version import __version__
 
 GIB = 1024**3
 SMALL_SHM = GIB
@@ -149,7 +151,7 @@ def _settings(config_file: str | None) -> list[str]:
         shown = ("unset" if key == "project_dir" else "auto") if value is None else value
         lines.append(f"  {key:<28} {shown!s:<24} {resolved.source(key)}")
     from accel.exceptions import AccelError
-    from accel.launch import plan
+    from accel.launch.plan import plan
 
     try:
         launch = plan(resolved, len(_gpu_rows()[0]), port_free=lambda host, port: True, pick_port=lambda host: 0)
@@ -183,3 +185,19 @@ def report(config_file: str | None = None, environ: Mapping[str, str] | None = N
     accel_vars = env.accel_settings(environ)
     lines.append("ACCEL_* variables: " + (", ".join(f"{k}={v}" for k, v in sorted(accel_vars.items())) or "none"))
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """``accel env [--config_file PATH] [--verify]``."""
+    parser = Parser(prog="accel env")
+    parser.add_argument("--config_file", "--config-file", dest="config_file")
+    parser.add_argument("--verify", action="store_true", help="only check the image's environment against its seal")
+    args = parser.parse_args(argv)
+    from accel.envlock import report as environment
+
+    lines, code = environment(verbose=args.verify)
+    if args.verify:
+        sys.stdout.write("\n".join(lines) + "\n")
+        return code
+    sys.stdout.write(report(args.config_file) + "\n".join(lines) + "\n")
+    return 0

@@ -1,0 +1,101 @@
+"""Which torch wheel the host's tox envs install: the CPU build where PyTorch's CPU index answers.
+
+``torch==2.13.0`` from PyPI alone is the CUDA build (~3 GB with its nvidia-* wheels). tox's
+plugin (toxfile.py) calls :func:`requirements` once per run: where the CPU index named in
+docker/matrix.json is reachable it asks for ``torch==<version>+cpu`` from it; where it is not,
+it says so in one line and asks the configured indexes for ``torch==<version>`` (a local ``+cpu``
+wheel wins there, because pip ranks a local version label above the bare version).
+
+    python -m accel.matrix.torch_wheel     # in an env: which build of torch is installed
+
+Standard library only: it runs in tox's own interpreter.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from accel.matrix.model import Cell
+
+PROBE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class TorchChoice:
+    """The requirement lines for torch and the one line that says why."""
+
+    lines: tuple[str, ...]
+    message: str
+
+
+def probe_index(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when ``<url>/torch/`` answers; otherwise the reason, in a few words."""
+    request = urllib.request.Request(url.rstrip("/") + "/torch/", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except urllib.error.URLError as exc:
+        return str(exc.reason)[:120]
+    except (OSError, ValueError) as exc:
+        return str(exc)[:120] or type(exc).__name__
+    return None if status < 400 else f"HTTP {status}"
+
+
+def requirements(cell: Cell, unreachable: str | None) -> TorchChoice:
+    """torch for the host envs, from the CPU cell ``cell``; ``unreachable`` is probe_index's answer."""
+    index = cell.torch_index
+    if index and unreachable is None:
+        lines = (f"--extra-index-url {index}", f"torch=={cell.torch}")
+        return TorchChoice(lines, f"torch {cell.torch} (CPU build) from {index}")
+    why = f"not reachable ({unreachable})" if index else "not configured"
+    message = (
+        f"PyTorch CPU index {index or '(none)'} {why}: torch=={cell.torch_public} from the configured indexes "
+        "(a local +cpu wheel if one is there, else PyPI's CUDA build, ~3 GB)"
+    )
+    return TorchChoice((f"torch=={cell.torch_public}",), message)
+
+
+def write(path: Path, choice: TorchChoice) -> bool:
+    """Write the requirement file; True when its content changed."""
+    text = "".join(line + "\n" for line in choice.lines)
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
+
+def installed() -> str:
+    """One line naming the installed torch build, read from its metadata (torch is not imported)."""
+    try:
+        dist = importlib.metadata.distribution("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "torch: not installed"
+    version = dist.version
+    cuda = sorted({(r.split(";")[0].split(">")[0].split("=")[0].strip()) for r in dist.requires or [] if "nvidia" in r})
+    origin = _origin(dist)
+    if "+cpu" in version:
+        return f"torch {version}: CPU build{origin}"
+    if cuda:
+        return f"torch {version}: CUDA build ({len(cuda)} nvidia-* wheels, e.g. {cuda[0]}){origin}"
+    return f"torch {version}: no CUDA dependencies declared{origin}"
+
+
+def _origin(dist: importlib.metadata.Distribution) -> str:
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return ""
+    url = str(json.loads(text).get("url", ""))
+    return f", from {url}" if url else ""
+
+
+if __name__ == "__main__":
+    sys.stdout.write(installed() + "\n")

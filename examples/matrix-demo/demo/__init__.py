@@ -1,0 +1,1 @@
+"""A tiny regression model trained with accel."""

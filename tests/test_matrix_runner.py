@@ -1,0 +1,194 @@
+"""accel-matrix's pure parts: selection, statuses, JUnit counts, the report, the cache (no Docker needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from accel.matrix import engine, pipeline, probe, report, stages, user
+from accel.matrix.model import Matrix, load
+from accel.matrix.outcome import Outcome, ResultCache, write_atomic
+from accel.matrix.runner import selection
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="4">
+<testcase classname="tests.test_a" name="test_ok" time="0.1"/>
+<testcase classname="tests.test_a" name="test_skip" time="0"><skipped message="no gpu"/></testcase>
+<testcase classname="tests.test_b" name="test_bad[2]" time="0.2"><failure message="boom"/></testcase>
+<testcase classname="tests.test_b" name="test_err" time="0.2"><error message="fixture"/></testcase>
+</testsuite></testsuites>"""
+
+
+@pytest.fixture(scope="module")
+def matrix() -> Matrix:
+    return load(ROOT)
+
+
+def matrix_cli(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "accel.matrix", *args], capture_output=True, text=True, cwd=cwd, env=environ
+    )
+
+
+def test_unknown_cell_is_one_line_and_the_others_still_run(matrix: Matrix) -> None:
+    cells, problems = selection(matrix, ["py3.13-cpu,py3.9-cpu", "py3.10-cuda"])
+    assert [c.id for c in cells] == ["py3.13-cpu", "py3.10-cuda"]
+    assert len(problems) == 1 and problems[0].startswith("unknown cell 'py3.9-cpu'; docker/matrix.json has: ")
+    assert [c.id for c in selection(matrix, [])[0]] == [c.id for c in matrix.cells]
+
+
+def test_malformed_cell_is_left_out_with_its_error(tmp_path: Path) -> None:
+    (tmp_path / "docker").mkdir()
+    raw = json.loads((ROOT / "docker" / "matrix.json").read_text())
+    raw["cells"][2]["variant"] = "rocm"
+    raw["cells"][4]["id"] = raw["cells"][3]["id"]
+    (tmp_path / "docker" / "matrix.json").write_text(json.dumps(raw))
+    proc = matrix_cli("list", cwd=tmp_path)
+    assert proc.returncode == 1
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 2
+    assert "cell 'py3.12-cpu': unknown variant 'rocm'" in errors[0] and "the others run" in errors[0]
+    assert "duplicate cell id 'py3.13-cpu'" in errors[1]
+    listed = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert len(listed) == 14 and "py3.12-cpu" not in listed and "py3.11-cpu" in listed
+
+
+def test_no_engine_is_one_line_and_non_zero() -> None:
+    pytest.importorskip("docker", reason="docker-py (the matrix extra) is not installed here")
+    proc = matrix_cli("check", "--cells", "py3.11-cpu", "--no-report", DOCKER_HOST="unix:///nonexistent/docker.sock")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("accel-matrix: Docker engine not reachable (") and "no cell was run" in proc.stderr
+
+
+def test_statuses_say_why(matrix: Matrix) -> None:
+    cell = matrix.find("py3.12-cpu")
+    unreachable = probe.WheelProbe(
+        "torch", cell.torch, False, ("2.14.1",), "PyPI (... is not reachable from here: x)", "t"
+    )
+    status = pipeline.torch_missing_status(cell, unreachable)
+    assert status.startswith("not built (torch 2.13.0+cpu: no cp312 wheel")
+    assert "python3 docker/bootstrap.py --cell py3.12-cpu" in status
+    reached = probe.WheelProbe(
+        "torch", cell.torch, False, (), "PyPI + https://download.pytorch.org/whl/cpu", "cp312 on x"
+    )
+    assert (
+        pipeline.torch_missing_status(cell, reached)
+        == "unsupported (upstream: torch 2.13.0+cpu publishes no wheel for cp312 on x)"
+    )
+    assert "asked PyPI + https://download.pytorch.org/whl/cpu for cp312 on x" in reached.evidence
+
+
+def test_disk_full_is_named_and_not_blamed_on_accel() -> None:
+    reason = engine._reason("write /var/lib/docker/tmp/x: no space left on device", ["Step 9/22 : RUN pip install"])
+    assert reason.startswith("disk full (no space left on device)")
+    assert engine.StageError("build", reason).environmental
+    assert not engine.StageError("build", "exit code 2: VARIANT must be cpu or cuda").environmental
+
+
+def test_junit_counts_and_failing_names() -> None:
+    result = stages.parse_junit(JUNIT, 12.5)
+    assert (result.passed, result.failed, result.skipped) == (1, 2, 1)
+    assert result.failing == ("tests.test_b::test_bad[2]", "tests.test_b::test_err")
+    assert result.summary == "1 passed, 2 failed, 1 skipped"
+
+
+def test_pytest_counts_from_output() -> None:
+    logs = "....s.F\nFAILED tests/test_x.py::test_y\n=== 1 failed, 5 passed, 1 skipped in 2.31s ===\n"
+    assert user.pytest_counts(logs) == "1 failed, 5 passed, 1 skipped"
+    assert user.pytest_counts("7 passed in 0.5s") == "7 passed"
+    assert user.pytest_counts("hello\n") == ""
+
+
+def test_report_is_complete_and_written_atomically(tmp_path: Path, matrix: Matrix) -> None:
+    rows = []
+    for cell in matrix.cells:
+        row = Outcome.start(cell)
+        row.status = "pass" if cell.default else "not built (reason)"
+        rows.append(row)
+    rows[0].tests, rows[0].build_s, rows[0].image_bytes = "150 passed, 0 failed, 2 skipped", 75.25, 830_000_000
+    meta = report.metadata(ROOT, "engine test")
+    written = report.write(tmp_path, "COMPATIBILITY", rows, meta, matrix.unsupported)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["COMPATIBILITY.json", "COMPATIBILITY.md"]
+    assert [p.name for p in written] == ["COMPATIBILITY.md", "COMPATIBILITY.json"]
+    data = json.loads((tmp_path / "COMPATIBILITY.json").read_text())
+    assert len(data["cells"]) == 16 and data["cells"][0]["tests"].startswith("150 passed")
+    assert {u["environment"] for u in data["unsupported"]} >= {"Python 3.9"}
+    md = (tmp_path / "COMPATIBILITY.md").read_text()
+    assert (
+        "| py3.11-cpu | 3.11 | debian-bookworm | glibc | cpu | 2.13.0+cpu | pass | 150 passed, 0 failed, 2 skipped |"
+        in md
+    )
+    assert "| Python 3.9 | unsupported (accel requires Python >= 3.10) |" in md
+    assert "75.2 s" in md and "0.83 GB" in md and " — " not in md and "| - |" not in md
+
+
+def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    write_atomic(target, "old\n")
+
+    with pytest.raises(TypeError):
+        write_atomic(target, 42)  # type: ignore[arg-type]
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_result_cache_by_digest(tmp_path: Path, matrix: Matrix) -> None:
+    cache = ResultCache(tmp_path)
+    row = Outcome.start(matrix.default)
+    row.status, row.digest, row.tests = "pass", "0123456789abcdef", "3 passed, 0 failed, 0 skipped"
+    cache.put(row)
+    assert cache.get(row.cell, row.digest) == row
+    assert cache.get(row.cell, "fedcba9876543210") is None
+    assert cache.latest(row.cell) == row and cache.latest("py3.11-cuda") is None
+    skipped = Outcome.start(matrix.find("py3.12-cpu"))
+    skipped.status, skipped.digest = "not built (no wheel)", "0000000000000000"
+    cache.put(skipped)
+    assert cache.latest("py3.12-cpu") is None, "only measured outcomes are cached"
+
+
+def test_digest_follows_the_inputs(tmp_path: Path, matrix: Matrix) -> None:
+    from accel.matrix import context
+
+    cell = matrix.default
+    first = context.digest(ROOT, cell)
+    assert first == context.digest(ROOT, cell) and len(first) == 16
+    assert context.digest(ROOT, matrix.find("py3.12-cpu")) != first
+
+
+def test_the_training_library_never_imports_the_matrix() -> None:
+    offenders = [
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "accel").rglob("*.py")
+        if "matrix" not in path.relative_to(ROOT / "accel").parts and "accel.matrix" in path.read_text()
+    ]
+    assert offenders == []
+
+
+def test_gpu_check_fails_honestly_without_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has a GPU: the check would run for real")
+    proc = subprocess.run([sys.executable, "-m", "accel.matrix.gpu_check"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == "fail (bf16: gpu_check: torch.cuda.is_available() is False inside the container)"
+
+
+def test_time_limit_stops_later_stages_with_the_reason() -> None:
+    import io
+
+    from accel.matrix.outcome import Progress
+
+    progress = Progress(io.StringIO(), time_limit=0)
+    with pytest.raises(engine.StageError) as info, progress.stage("py3.11-cpu", "test suite"):
+        pass
+    assert info.value.stage == "time limit" and info.value.environmental
+    assert "before the test suite stage" in info.value.reason
+    assert Progress(io.StringIO(), time_limit=100).remaining(30) == 30
