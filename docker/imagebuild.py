@@ -155,7 +155,7 @@ def build_image(cell: Cell, force: bool, no_cache: bool = False) -> str:
     if not (force or no_cache) and inspect(tag, '{{index .Config.Labels "org.accel.inputs"}}') == key:
         say(f"{tag}: up to date (inputs sha256 {key[:12]}), reused: {inspect(tag, '{{.Id}}')}")
         return inspect(tag, "{{.Id}}")
-    raw = f"accel-cache:{cell['id']}-raw"
+    raw = f"accel-cache:{cell['id']}-raw-{os.getpid()}"  # unique: concurrent builds of a cell do not collide
     with step(f"docker build -> {tag}"):
         if not no_cache:  # the builder stage tagged, so that its layers stay cached for the next build
             docker_build(cell, args, "builder", f"accel-cache:{cell['id']}-builder", no_cache=False)

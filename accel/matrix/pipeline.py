@@ -174,6 +174,8 @@ def bootstrap(root: Path, cell: Cell) -> None:
 
 def build(settings: Settings, cell: Cell, target: str | None) -> int:
     tag = settings.tag(cell, target)
+    if target == "runtime" and cell.libc != "musl":
+        return build_runtime(settings, cell, tag)
     args = {"PYTHON_VERSION": cell.python, "VARIANT": cell.variant, "TORCH_VERSION": cell.torch}
     args |= {"CELL": cell.id, "VCS_REF": settings.vcs_ref, "WHEELHOUSE": f".cache/wheelhouse/{cell.id}"}
     if cell.libc == "musl":
@@ -192,6 +194,18 @@ def build(settings: Settings, cell: Cell, target: str | None) -> int:
         )
     engine.prune_builder_leftovers(settings.client)
     return size
+
+
+def build_runtime(settings: Settings, cell: Cell, tag: str) -> int:
+    """The runtime image as users get it: docker/bootstrap.py's image step (hash-checked, normalised)."""
+    cmd = [sys.executable, "docker/bootstrap.py", "--cell", cell.id, "image"]
+    proc = subprocess.run(cmd, cwd=settings.root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        raise StageError("build", (lines[-1:] or ["no output"])[0].strip()[:300])
+    if tag != cell.image:
+        settings.client.images.get(cell.image).tag(tag)
+    return int(settings.client.images.get(tag).attrs["Size"])
 
 
 def alpine(settings: Settings, cell: Cell, outcome: Outcome) -> None:
