@@ -198,6 +198,6 @@ def test_an_unchanged_checkout_reuses_the_image(built: Docker) -> None:
     assert f"{IMAGE}: up to date" in again.output, again.output
     assert built.docker("image", "inspect", "-f", "{{.Id}}", IMAGE).check().output.strip() == before
     dangling = built.docker("images", "-q", "--filter", "dangling=true", "--filter", "label=org.accel.managed=1")
-    raw = built.docker("images", "-q", "accel-cache", "--filter", f"reference=accel-cache:{CELL}-raw-*")
+    raw = built.docker("images", "-q", "--filter", f"reference=accel-cache:{CELL}-raw-*")
     assert not raw.output.split(), "the raw (unnormalised) build was left behind"
     print(f"[docker] reuse check {again.seconds:.1f} s; dangling accel images: {len(dangling.output.split())}")
