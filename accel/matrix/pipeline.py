@@ -9,6 +9,7 @@ pin, a compiler-free install) and report the first that fails.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
         start = time.monotonic()
         with say.stage(cell.id, f"build {runtime} and {dev} (docker-py)"):
             outcome.image_bytes = build(settings, cell, "runtime")
+            outcome.reproducible = reproducible(settings, cell, runtime)
             build(settings, cell, "dev")
         outcome.build_s = round(time.monotonic() - start, 1)
         with say.stage(cell.id, "import torch, accel"):
@@ -194,6 +196,19 @@ def build(settings: Settings, cell: Cell, target: str | None) -> int:
         )
     engine.prune_builder_leftovers(settings.client)
     return size
+
+
+def reproducible(settings: Settings, cell: Cell, tag: str) -> str:
+    """From docker/reproduce.py's record (.cache/reproduce/<cell>.json) when it is of this very image."""
+    record = settings.root / ".cache" / "reproduce" / f"{cell.id}.json"
+    image = str(settings.client.images.get(tag).id)
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return f"not checked (python3 docker/reproduce.py --cell {cell.id})"
+    if data.get("image") != image:
+        return f"not checked for this image (python3 docker/reproduce.py --cell {cell.id})"
+    return "yes (2 no-cache builds, same image ID)" if data.get("reproducible") else "no (see docker/reproduce.py)"
 
 
 def build_runtime(settings: Settings, cell: Cell, tag: str) -> int:
