@@ -9,6 +9,7 @@ pin, a compiler-free install) and report the first that fails.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
         start = time.monotonic()
         with say.stage(cell.id, f"build {runtime} and {dev} (docker-py)"):
             outcome.image_bytes = build(settings, cell, "runtime")
+            outcome.reproducible = reproducible(settings, cell, runtime)
             build(settings, cell, "dev")
         outcome.build_s = round(time.monotonic() - start, 1)
         with say.stage(cell.id, "import torch, accel"):
@@ -174,6 +176,8 @@ def bootstrap(root: Path, cell: Cell) -> None:
 
 def build(settings: Settings, cell: Cell, target: str | None) -> int:
     tag = settings.tag(cell, target)
+    if target == "runtime" and cell.libc != "musl":
+        return build_runtime(settings, cell, tag)
     args = {"PYTHON_VERSION": cell.python, "VARIANT": cell.variant, "TORCH_VERSION": cell.torch}
     args |= {"CELL": cell.id, "VCS_REF": settings.vcs_ref, "WHEELHOUSE": f".cache/wheelhouse/{cell.id}"}
     if cell.libc == "musl":
@@ -192,6 +196,31 @@ def build(settings: Settings, cell: Cell, target: str | None) -> int:
         )
     engine.prune_builder_leftovers(settings.client)
     return size
+
+
+def reproducible(settings: Settings, cell: Cell, tag: str) -> str:
+    """From docker/reproduce.py's record (.cache/reproduce/<cell>.json) when it is of this very image."""
+    record = settings.root / ".cache" / "reproduce" / f"{cell.id}.json"
+    image = str(settings.client.images.get(tag).id)
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return f"not checked (python3 docker/reproduce.py --cell {cell.id})"
+    if data.get("image") != image:
+        return f"not checked for this image (python3 docker/reproduce.py --cell {cell.id})"
+    return "yes (2 no-cache builds, same image ID)" if data.get("reproducible") else "no (see docker/reproduce.py)"
+
+
+def build_runtime(settings: Settings, cell: Cell, tag: str) -> int:
+    """The runtime image as users get it: docker/bootstrap.py's image step (hash-checked, normalised)."""
+    cmd = [sys.executable, "docker/bootstrap.py", "--cell", cell.id, "image"]
+    proc = subprocess.run(cmd, cwd=settings.root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        raise StageError("build", (lines[-1:] or ["no output"])[0].strip()[:300])
+    if tag != cell.image:
+        settings.client.images.get(cell.image).tag(tag)
+    return int(settings.client.images.get(tag).attrs["Size"])
 
 
 def alpine(settings: Settings, cell: Cell, outcome: Outcome) -> None:
