@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from accel.group import settle_at_exit
+from accel.group import leave_at_exit
 
 GRACE_S = 120
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
@@ -58,7 +58,7 @@ class Preemption:
             return False
         if self.acc.use_distributed:
             self._group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=GRACE_S))
-            settle_at_exit("gloo")
+            leave_at_exit(self._group)
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         self.acc.gradient_state.on_batch = self.check
