@@ -22,7 +22,7 @@ import torch.distributed as dist
 from accel import env
 from accel.config.run import RunConfig
 from accel.exceptions import ConfigError, StateError
-from accel.group import init_group, process_group_timeout, settle_at_exit
+from accel.group import init_group, leave_at_exit, process_group_timeout
 from accel.world import World, discover
 
 __all__ = [
@@ -125,8 +125,8 @@ class PartialState:
         self.backend = backend or ("gloo" if self.device.type == "cpu" else "nccl")
         if self.world.world_size > 1 and not dist.is_initialized():
             init_group(self.world, self.backend, timeout or process_group_timeout(environ), init_method)
-        if dist.is_initialized():  # ours or adopted: gloo needs a moment at exit either way
-            settle_at_exit(str(dist.get_backend()))
+        if dist.is_initialized():  # ours or adopted: left in order at exit either way
+            leave_at_exit()
         requested = self.run_config.requested_world_size
         if requested is not None and requested != self.num_processes:
             raise StateError(

@@ -113,6 +113,24 @@ def _kept_signal_handlers() -> Iterator[None]:
                 signal.signal(getattr(signal, name), handler)
 
 
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "accel-launch-") -> Iterator[str]:
+    """A temporary folder for what torch's launcher writes (rank logs, error files), removed afterwards.
+
+    Pass it as the launcher's log folder. While the block runs it is also the default temp folder of
+    this process (``tempfile.tempdir``): torch leaves the error files of function ranks
+    (``pytorch-errorfile-*``) there and never removes them. Ranks keep their own temp folder.
+    """
+    path = tempfile.mkdtemp(prefix=prefix)
+    saved = tempfile.tempdir
+    tempfile.tempdir = path
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def execute(
     plan: LaunchPlan, entrypoint: str | Callable[..., Any], args: list[Any], start_method: str
 ) -> dict[int, Any]:
@@ -127,14 +145,12 @@ def execute(
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.launcher.api import elastic_launch
 
-    kept = plan.streams.log_dir  # --log_dir: the user's, kept; otherwise a temporary one for error files
-    logs = kept or tempfile.mkdtemp(prefix="accel-launch-")
-    config = launch_config(plan, start_method, logs)
     exports: dict[str, str | None] = {env.TORCHELASTIC_SIGNALS_TO_HANDLE: env.get(env.TORCHELASTIC_SIGNALS_TO_HANDLE)}
     exports.update(plan.exports)
     with contextlib.ExitStack() as stack:
-        if not kept:
-            stack.callback(shutil.rmtree, logs, ignore_errors=True)
+        scratch = stack.enter_context(scratch_dir())  # error files, and rank logs unless --log_dir keeps them
+        logs = plan.streams.log_dir or scratch
+        config = launch_config(plan, start_method, logs)
         stack.enter_context(env.patched(exports))
         stack.enter_context(_kept_signal_handlers())
         stack.enter_context(_quiet_torch_logs(not plan.verbose))
