@@ -98,6 +98,7 @@ class ProjectConfiguration:
         iteration: number of the next automatic checkpoint.
         save_on_each_node: the first process of every node writes what the main process writes
             (``save``, ``save_model``, ``save_state``), for node-local disks; not with FSDP.
+        async_save: ``save_state()`` writes in the background by default (see ``save_state(async_save=...)``).
     """
 
     project_dir: str | Path | None = None
@@ -106,6 +107,7 @@ class ProjectConfiguration:
     total_limit: int | None = None
     iteration: int = 0
     save_on_each_node: bool = False
+    async_save: bool = False
 
     def __post_init__(self) -> None:
         if self.total_limit is not None:

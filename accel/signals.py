@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from accel.checkpoint import Checkpointer
 
 GRACE_S = 120
-ROUND_S = 0.05  # training time between agreement rounds
+ROUND_S = 0.25  # training time between agreement rounds
 MAX_SPACING = 1024  # batches
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
 

@@ -8,6 +8,8 @@
   it and prunes old automatic checkpoints.
 
 Each step ends with every rank at the same point; the steps only share the :class:`Snapshot`.
+An asynchronous save (:mod:`accel.checkpoint.background`) runs :func:`write_rank` instead of
+:func:`write`, and the main process's files and :func:`complete` in a background thread.
 """
 
 from __future__ import annotations
@@ -81,15 +83,40 @@ def write(state: PartialState, snapshot: Snapshot, final: Path) -> Path:
     return tmp
 
 
+def write_rank(state: PartialState, snapshot: Snapshot, final: Path) -> Path:
+    """Only this rank's own file into a fresh staging directory (collective), for an asynchronous save.
+
+    The file is not fsynced here (an fsync can wait seconds behind other writers on a busy disk): the
+    main process's background thread fsyncs every staged file before it publishes.
+    """
+    if state.is_main_process:
+        atomic.fresh_staging(final)
+    state.wait_for_everyone()
+    tmp = atomic.staging(final)
+    parts.save_object(tmp / parts.rank_file(snapshot.rank), snapshot.own, sync=False)
+    state.wait_for_everyone()
+    return tmp
+
+
+def complete(manifest: Manifest, final: Path, prune_to: int | None) -> None:
+    """Main process: finish the manifest, rename into place, point ``latest`` at it, prune (no collective)."""
+    tmp = atomic.staging(final)
+    manifest.record_files(tmp)
+    atomic.write_text(tmp / atomic.MANIFEST, manifest.to_json())
+    atomic.publish(tmp, final)
+    atomic.write_latest(final.parent, final.name)
+    if prune_to:
+        atomic.prune(final.parent, prune_to, final)
+
+
+def prune_limit(project: ProjectConfiguration) -> int | None:
+    """How many automatic checkpoints to keep after a save (None: keep all)."""
+    return project.total_limit if project.automatic_checkpoint_naming else None
+
+
 def publish(state: PartialState, snapshot: Snapshot, final: Path, project: ProjectConfiguration) -> None:
     """Manifest, rename into place, ``latest`` pointer, pruning (writers); then count the save."""
     if snapshot.manifest is not None:
-        tmp = atomic.staging(final)
-        snapshot.manifest.record_files(tmp)
-        atomic.write_text(tmp / atomic.MANIFEST, snapshot.manifest.to_json())
-        atomic.publish(tmp, final)
-        atomic.write_latest(final.parent, final.name)
-        if project.automatic_checkpoint_naming and project.total_limit:
-            atomic.prune(final.parent, project.total_limit, final)
+        complete(snapshot.manifest, final, prune_limit(project))
     project.iteration += 1
     state.wait_for_everyone()
