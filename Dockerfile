@@ -166,6 +166,10 @@ ENTRYPOINT ["accel-entrypoint"]
 CMD ["/opt/accel/example/train.py", "--output_dir", "/output"]
 
 # --------------------------------------------------------------------------------------------
+# The test tools join the venv as a recorded extension: `accel env --verify` says "extended".
 FROM runtime AS dev
+ARG ACCEL_UID=1000
+USER 0
 COPY --from=builder /opt/accel/dev/ /opt/accel/venv/
-RUN python -m pytest --version
+RUN PYTHONDONTWRITEBYTECODE=1 python -m accel.envlock extend dev && PYTHONDONTWRITEBYTECODE=1 python -m pytest --version
+USER ${ACCEL_UID}:${ACCEL_UID}

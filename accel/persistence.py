@@ -64,7 +64,12 @@ class PersistenceMembers:
             from accel.checkpoint import Checkpointer
 
             self._checkpoints = Checkpointer(
-                self.state, self.strategy, self.precision, self.project_configuration, self._checkpoint_contents
+                self.state,
+                self.strategy,
+                self.precision,
+                self.project_configuration,
+                self._checkpoint_contents,
+                auto_resume=self.state.run_config.auto_resume is not False,
             )
         return self._checkpoints
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from accel.group import settle_at_exit
+from accel.group import leave_at_exit
 
 if TYPE_CHECKING:
     from accel.checkpoint import Checkpointer
@@ -73,7 +73,7 @@ class Preemption:
             return False
         if self.acc.use_distributed:
             self._group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=GRACE_S))
-            settle_at_exit("gloo")
+            leave_at_exit(self._group)
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         self.acc.gradient_state.on_batch = self.check

@@ -155,9 +155,10 @@ def build_image(cell: Cell, force: bool, no_cache: bool = False) -> str:
     if not (force or no_cache) and inspect(tag, '{{index .Config.Labels "org.accel.inputs"}}') == key:
         say(f"{tag}: up to date (inputs sha256 {key[:12]}), reused: {inspect(tag, '{{.Id}}')}")
         return inspect(tag, "{{.Id}}")
-    raw = f"accel-cache:{cell['id']}-raw"
+    raw = f"accel-cache:{cell['id']}-raw-{os.getpid()}"  # unique: concurrent builds of a cell do not collide
     with step(f"docker build -> {tag}"):
-        docker_build(cell, args, "builder", f"accel-cache:{cell['id']}-builder", no_cache)
+        if not no_cache:  # the builder stage tagged, so that its layers stay cached for the next build
+            docker_build(cell, args, "builder", f"accel-cache:{cell['id']}-builder", no_cache=False)
         docker_build(cell, args, "runtime", raw, no_cache)
     show = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "cat", raw, f"{ENVIRONMENT}/environment.json"]
     identity = subprocess.run(show, capture_output=True, text=True, check=True).stdout

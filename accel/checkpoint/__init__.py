@@ -63,6 +63,7 @@ class Checkpointer:
         precision: the precision policy (its mode and fp16 scaler state are saved).
         project: where automatically named checkpoints go, and their numbering.
         contents: builds the record of what is prepared and registered right now.
+        auto_resume: the run's setting (``accel launch --no_auto_resume`` turns it off).
 
     Attributes:
         resumed_from: the checkpoint last loaded (by ``load_state`` or auto-resume), else None.
@@ -76,6 +77,7 @@ class Checkpointer:
         precision: Precision,
         project: ProjectConfiguration,
         contents: Callable[[], Contents],
+        auto_resume: bool = True,
     ) -> None:
         self.state = state
         self.strategy = strategy
@@ -83,7 +85,7 @@ class Checkpointer:
         self.project = project
         self.contents = contents
         self.resumed_from: Path | None = None
-        self.auto_resume = env.get_bool(env.AUTO_RESUME) is not False
+        self.auto_resume = auto_resume
         self._auto_done = False
         self._save_model_calls = 0
         self.stager = background.Stager()
@@ -137,9 +139,25 @@ class Checkpointer:
         return atomic.resolve(path)
 
     # ------------------------------------------------------------------ save
+    def _writes(self, whole_model: bool = True) -> bool:
+        """Whether this process writes: the main one, or with ``save_on_each_node`` the first of each node.
+
+        Raises:
+            CheckpointError: ``save_on_each_node`` where only the main process holds the whole model.
+        """
+        if not self.project.save_on_each_node:
+            return self.state.is_main_process
+        if whole_model and self.strategy.full_state_is_collective:
+            raise CheckpointError(
+                f"ProjectConfiguration(save_on_each_node=True) does not work with strategy {self.strategy.name}: "
+                "the whole model is only gathered on the main process; save to storage every node sees and "
+                "leave save_on_each_node off"
+            )
+        return self.state.is_local_main_process
+
     def save(self, obj: Any, f: str | Path, safe_serialization: bool = False) -> None:
-        """Write ``obj`` to ``f`` on the main process, atomically (safetensors for a dict of tensors)."""
-        if self.state.is_main_process:
+        """Write ``obj`` to ``f`` atomically, on the main process (each node's first with ``save_on_each_node``)."""
+        if self._writes(whole_model=False):
             model_mod.save_object(obj, f, safe_serialization)
 
     def save_model(
@@ -155,7 +173,7 @@ class Checkpointer:
         accelerator.save_model(...)`` works (other ranks do nothing). FSDP: gathering the full state
         is a collective; a call that not every rank makes is a :class:`CheckpointError`, never a hang.
         """
-        strategy, main = self.strategy, self.state.is_main_process
+        strategy, main = self.strategy, self._writes()
         if strategy.full_state_is_collective and self.state.num_processes > 1:
             self._save_model_calls += 1
             arrival.expect_all(f"save_model/{self._save_model_calls}", "save_model()", strategy.name)
@@ -178,6 +196,11 @@ class Checkpointer:
         state is copied to CPU memory and every rank's own file is written; the main process writes
         the rest and publishes the checkpoint in the background (:mod:`accel.checkpoint.background`).
         """
+        if safe_serialization is not True:
+            raise CheckpointError(
+                "save_state(safe_serialization=False) is not supported: checkpoints are always safetensors + JSON "
+                "(they load without pickle); drop the argument"
+            )
         if self._pending:
             self.wait_for_checkpoint()  # one save in flight at a time
         final = self._target(output_dir)
@@ -188,7 +211,7 @@ class Checkpointer:
                 f"save_state(async_save=True) is not supported with strategy {self.strategy.name} (sharded "
                 "checkpoints); call save_state() without async_save"
             )
-        snapshot = saving.stage(self.state, fmt, self.contents(), self._manifest)
+        snapshot = saving.stage(self.state, fmt, self.contents(), self._manifest, self._writes())
         if not asynchronous:
             saving.write(self.state, snapshot, final)
             saving.publish(self.state, snapshot, final, self.project)

@@ -33,9 +33,10 @@ ManifestFactory = Callable[[Contents, bool, list[dict[str, int]]], Manifest]
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything one rank writes for one checkpoint; the main process also holds the shared parts."""
+    """Everything one rank writes for one checkpoint; a writer (the main process) also holds the shared parts."""
 
     rank: int
+    writer: bool
     own: dict[str, Any]
     states: StagedStates
     schedulers: list[Any]
@@ -43,15 +44,21 @@ class Snapshot:
     manifest: Manifest | None
 
 
-def stage(state: PartialState, fmt: StateFormat, contents: Contents, manifest: ManifestFactory) -> Snapshot:
-    """Take the states to save (a collective when the format's staging is one)."""
+def stage(
+    state: PartialState, fmt: StateFormat, contents: Contents, manifest: ManifestFactory, writer: bool
+) -> Snapshot:
+    """Take the states to save (a collective when the format's staging is one).
+
+    ``writer``: this process writes the shared files (the main process; with ``save_on_each_node`` the
+    first process of every node).
+    """
     own = parts.rank_state(contents, state.process_index)  # first, before anything else can touch an RNG
-    main = state.is_main_process
-    states = fmt.stage(contents, main)
-    if not main:
-        return Snapshot(state.process_index, own, states, [], [], None)
+    states = fmt.stage(contents, writer)
+    if not writer:
+        return Snapshot(state.process_index, False, own, states, [], [], None)
     return Snapshot(
         rank=state.process_index,
+        writer=True,
         own=own,
         states=states,
         schedulers=[sched.scheduler.state_dict() for sched in contents.schedulers],
@@ -62,13 +69,12 @@ def stage(state: PartialState, fmt: StateFormat, contents: Contents, manifest: M
 
 def write(state: PartialState, snapshot: Snapshot, final: Path) -> Path:
     """Write the snapshot into the staging directory of ``final`` (collective); returns that directory."""
-    main = state.is_main_process
-    if main:
+    if snapshot.writer:
         atomic.fresh_staging(final)
     state.wait_for_everyone()
     tmp = atomic.staging(final)
     parts.save_object(tmp / parts.rank_file(snapshot.rank), snapshot.own)
-    snapshot.states.write(tmp, main)
+    snapshot.states.write(tmp, snapshot.writer)
     for i, scheduler in enumerate(snapshot.schedulers):
         parts.save_object(tmp / parts.indexed("scheduler", i), scheduler)
     for i, custom in enumerate(snapshot.custom_objects):
@@ -109,7 +115,7 @@ def prune_limit(project: ProjectConfiguration) -> int | None:
 
 
 def publish(state: PartialState, snapshot: Snapshot, final: Path, project: ProjectConfiguration) -> None:
-    """Manifest, rename into place, ``latest`` pointer, pruning (main process); then count the save."""
+    """Manifest, rename into place, ``latest`` pointer, pruning (writers); then count the save."""
     if snapshot.manifest is not None:
         complete(snapshot.manifest, final, prune_limit(project))
     project.iteration += 1

@@ -9,13 +9,15 @@ pin, a compiler-free install) and report the first that fails.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +45,7 @@ class Settings:
     vcs_ref: str = "unknown"
     repo: str = "accel"
     install_time: bool = True
+    builds: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(2))
 
     def tag(self, cell: Cell, target: str | None = None) -> str:
         """The image tag of a cell (``accel:py3.11-cpu``) or of one of its targets (``...-dev``)."""
@@ -93,6 +96,18 @@ def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
         say.line(cell.id, f"inputs unchanged (digest {outcome.digest}): {cached.status}, measured {cached.measured}")
         outcome.__dict__.update(cached.__dict__)
         return
+    if not settings.builds.acquire(blocking=False):
+        say.line(cell.id, "waiting for a build slot (--builds)")
+        settings.builds.acquire()
+    try:
+        measure(settings, cell, outcome)
+    finally:
+        settings.builds.release()
+
+
+def measure(settings: Settings, cell: Cell, outcome: Outcome) -> None:
+    """Install, build, import, job, suite and CUDA checks of one Debian cell."""
+    say = settings.progress
     client = settings.client
     if settings.install_time:
         with say.stage(cell.id, "install (venv from the wheelhouse, no network)"):
@@ -103,8 +118,11 @@ def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
     try:
         start = time.monotonic()
         with say.stage(cell.id, f"build {runtime} and {dev} (docker-py)"):
+            # dev first: the runtime target is its ancestor, so the second build is all cache hits
+            # and the builder stage is pruned only once both exist.
+            build(settings, cell, "dev", prune=False)
             outcome.image_bytes = build(settings, cell, "runtime")
-            build(settings, cell, "dev")
+            outcome.reproducible = reproducible(settings, cell, runtime)
         outcome.build_s = round(time.monotonic() - start, 1)
         with say.stage(cell.id, "import torch, accel"):
             outcome.import_s = stages.import_time(client, runtime)
@@ -172,8 +190,10 @@ def bootstrap(root: Path, cell: Cell) -> None:
         raise StageError("bootstrap", (tail or ["no output"])[0].strip()[:240])
 
 
-def build(settings: Settings, cell: Cell, target: str | None) -> int:
+def build(settings: Settings, cell: Cell, target: str | None, prune: bool = True) -> int:
     tag = settings.tag(cell, target)
+    if target == "runtime" and cell.libc != "musl":
+        return build_runtime(settings, cell, tag)
     args = {"PYTHON_VERSION": cell.python, "VARIANT": cell.variant, "TORCH_VERSION": cell.torch}
     args |= {"CELL": cell.id, "VCS_REF": settings.vcs_ref, "WHEELHOUSE": f".cache/wheelhouse/{cell.id}"}
     if cell.libc == "musl":
@@ -190,8 +210,34 @@ def build(settings: Settings, cell: Cell, target: str | None) -> int:
             target,
             lambda step: settings.progress.line(cell.id, f"  {tag} {step}"),
         )
-    engine.prune_builder_leftovers(settings.client)
+    if prune:
+        engine.prune_builder_leftovers(settings.client)
     return size
+
+
+def reproducible(settings: Settings, cell: Cell, tag: str) -> str:
+    """From docker/reproduce.py's record (.cache/reproduce/<cell>.json) when it is of this very image."""
+    record = settings.root / ".cache" / "reproduce" / f"{cell.id}.json"
+    image = str(settings.client.images.get(tag).id)
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return f"not checked (python3 docker/reproduce.py --cell {cell.id})"
+    if data.get("image") != image:
+        return f"not checked for this image (python3 docker/reproduce.py --cell {cell.id})"
+    return "yes (2 no-cache builds, same image ID)" if data.get("reproducible") else "no (see docker/reproduce.py)"
+
+
+def build_runtime(settings: Settings, cell: Cell, tag: str) -> int:
+    """The runtime image as users get it: docker/bootstrap.py's image step (hash-checked, normalised)."""
+    cmd = [sys.executable, "docker/bootstrap.py", "--cell", cell.id, "image"]
+    proc = subprocess.run(cmd, cwd=settings.root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        raise StageError("build", (lines[-1:] or ["no output"])[0].strip()[:300])
+    if tag != cell.image:
+        settings.client.images.get(cell.image).tag(tag)
+    return int(settings.client.images.get(tag).attrs["Size"])
 
 
 def alpine(settings: Settings, cell: Cell, outcome: Outcome) -> None:
