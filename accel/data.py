@@ -55,6 +55,7 @@ class PreparedDataLoader:
         self.position = 0
         self._in_progress = False
         self._resume = 0
+        self.rng_types: list[str] = []  # generators synchronised from rank 0 when each iteration starts
 
     # ----------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[Any]:
@@ -70,6 +71,11 @@ class PreparedDataLoader:
         epoch = self.epochs_started
         self.epochs_started += 1
         self._order_for(epoch)
+        synced = [t for t in self.rng_types if str(t) != "generator"]  # the order itself is already seeded
+        if synced:
+            from accel.rng import synchronize_rng_states
+
+            synchronize_rng_states(synced)
         if self.sharded is not None:
             self.sharded.skip = skip
         generator = self.loader.generator

@@ -18,12 +18,11 @@ from accel import env
 from accel.data import PreparedDataLoader, shard, skip_first_batches
 from accel.exceptions import ConfigError
 from accel.gradient_state import GradientState
+from accel.rng import check_rng_types
 from accel.sampling import SeedableRandomSampler
 from accel.world import discover
 
 __all__ = ["PreparedDataLoader", "SeedableRandomSampler", "prepare_data_loader", "skip_first_batches"]
-
-_ORDER_RNG_TYPES: tuple[set[str], ...] = ({"generator"}, set())
 
 
 def _coordinates(num_processes: int | None, process_index: int | None) -> tuple[int, int]:
@@ -78,7 +77,8 @@ def prepare_data_loader(
         device: where batches go when ``put_on_device`` (default: they stay where the collate put them).
         num_processes / process_index: the world to shard for (default: the process group's).
         split_batches: each rank takes a slice of every batch instead of whole batches.
-        rng_types: only ``["generator"]`` (or None): the order is always seeded, so nothing else needs syncing.
+        rng_types: generators synchronised from rank 0 when each iteration starts (``"generator"``: nothing
+            to do, the order is always seeded).
         dispatch_batches: the main process reads, batches are broadcast (needs a process group).
         even_batches: pad the last round so every rank gets as many batches.
         use_seedable_sampler: accepted; the order is always seeded (``data_seed``, else drawn on rank 0).
@@ -96,16 +96,12 @@ def prepare_data_loader(
     for name, (given, why) in refused.items():
         if given:
             raise ConfigError(f"prepare_data_loader({name}=...) is not supported: {why}")
-    if rng_types and set(map(str, rng_types)) not in _ORDER_RNG_TYPES:
-        raise ConfigError(
-            f"prepare_data_loader(rng_types={list(rng_types)}): the order is seeded, only ['generator'] applies; "
-            "call accel.utils.synchronize_rng_states(...) yourself for other generators"
-        )
+    names = check_rng_types(rng_types, "prepare_data_loader")
     world, rank = _coordinates(num_processes, process_index)
     if dispatch_batches and world > 1 and not (dist.is_available() and dist.is_initialized()):
         raise ConfigError("prepare_data_loader(dispatch_batches=True) needs a process group (create PartialState())")
     target = torch.device(device) if put_on_device and device is not None else torch.device("cpu")
-    return shard(
+    prepared = shard(
         dataloader,
         num_replicas=world,
         rank=rank,
@@ -117,3 +113,5 @@ def prepare_data_loader(
         non_blocking=non_blocking,
         dispatch_batches=dispatch_batches,
     )
+    prepared.rng_types = names
+    return prepared

@@ -64,7 +64,12 @@ class PersistenceMembers:
             from accel.checkpoint import Checkpointer
 
             self._checkpoints = Checkpointer(
-                self.state, self.strategy, self.precision, self.project_configuration, self._checkpoint_contents
+                self.state,
+                self.strategy,
+                self.precision,
+                self.project_configuration,
+                self._checkpoint_contents,
+                auto_resume=self.state.run_config.auto_resume is not False,
             )
         return self._checkpoints
 
@@ -107,8 +112,17 @@ class PersistenceMembers:
         self.checkpoints.save_model(model, save_directory, max_shard_size, safe_serialization)
 
     def save_state(self, output_dir: str | Path | None = None, **kwargs: Any) -> str:
-        """Checkpoint everything needed to resume exactly; returns the directory."""
+        """Checkpoint everything needed to resume exactly; returns the directory.
+
+        ``async_save=True``: return once the state is staged in CPU memory; the files are written and
+        the checkpoint published in the background (:meth:`wait_for_checkpoint` waits for it).
+        """
         return str(self.checkpoints.save_state(output_dir, **kwargs))
+
+    def wait_for_checkpoint(self) -> None:
+        """Block until the asynchronous ``save_state`` in flight is published (call it on every rank)."""
+        if self._checkpoints is not None:
+            self.checkpoints.wait_for_checkpoint()
 
     def load_state(self, input_dir: str | Path | None = None, **kwargs: Any) -> str:
         """Restore a checkpoint written by :meth:`save_state`; returns the directory."""

@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from accel.group import settle_at_exit
+from accel.group import leave_at_exit
 
 if TYPE_CHECKING:
     from accel.checkpoint import Checkpointer
 
 GRACE_S = 120
-ROUND_S = 0.05  # training time between agreement rounds
+ROUND_S = 0.25  # training time between agreement rounds
 MAX_SPACING = 1024  # batches
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
@@ -73,7 +73,7 @@ class Preemption:
             return False
         if self.acc.use_distributed:
             self._group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=GRACE_S))
-            settle_at_exit("gloo")
+            leave_at_exit(self._group)
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         self.acc.gradient_state.on_batch = self.check

@@ -176,3 +176,27 @@ def debug_shapes() -> dict[str, Any]:
     state.wait_for_everyone()
     state.destroy_process_group()
     return out
+
+
+def rng_types_epoch(rng_types: list[str] | None) -> dict[str, Any]:
+    """Ranks seeded differently; Accelerator(rng_types=["torch"]) aligns torch's generator as an epoch starts."""
+    from torch.utils.data import DataLoader
+
+    from accel import Accelerator
+
+    acc = Accelerator(rng_types=rng_types)
+    loader = acc.prepare(DataLoader(torch.arange(8), batch_size=2))
+    torch.manual_seed(50 + acc.process_index)
+    draws = []
+    for _ in loader:
+        draws.append(torch.rand(1).item())
+    acc.state.destroy_process_group()
+    return {"draw": draws}
+
+
+def notebook_hello() -> str:
+    """Print one line from this rank; return the rendezvous id the rank saw."""
+    import os
+
+    print(f"hello from {os.environ['RANK']}", flush=True)
+    return os.environ.get("TORCHELASTIC_RUN_ID", "")

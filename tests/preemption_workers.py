@@ -16,7 +16,7 @@ def count_rounds(batches: int) -> dict[str, Any]:
     data = TensorDataset(torch.arange(batches * acc.num_processes * 2, dtype=torch.float32))
     loader = acc.prepare(DataLoader(data, batch_size=2))
     seen = sum(1 for _ in loader)
-    preemption = acc.checkpoints.preemption
+    preemption = acc._preemption
     result = {"batches": seen, "installed": preemption is not None, "rounds": preemption.rounds if preemption else 0}
     acc.wait_for_everyone()
     acc.state.destroy_process_group()

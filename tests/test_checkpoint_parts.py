@@ -11,7 +11,7 @@ from accel import ProjectConfiguration, __version__
 from accel.accumulation import Accumulator
 from accel.checkpoint import Checkpointer, Contents
 from accel.checkpoint.contents import StagedStates
-from accel.checkpoint.full import FullFormat
+from accel.checkpoint.formats import FullFormat
 from accel.data import GradientState
 from accel.plugins import GradientAccumulationPlugin
 from accel.precision import create

@@ -192,3 +192,20 @@ def test_time_limit_stops_later_stages_with_the_reason() -> None:
     assert info.value.stage == "time limit" and info.value.environmental
     assert "before the test suite stage" in info.value.reason
     assert Progress(io.StringIO(), time_limit=100).remaining(30) == 30
+
+
+def test_cells_not_run_keep_their_last_reported_row(tmp_path: Path, matrix: Matrix) -> None:
+    from accel.matrix.runner import previous_rows
+
+    row = Outcome.start(matrix.find("py3.12-cuda"))
+    row.status, row.tests = "pass", "200 passed, 0 failed, 3 skipped"
+    report.write(tmp_path, "COMPATIBILITY", [row], report.metadata(ROOT, "engine test"))
+    assert previous_rows(tmp_path / "COMPATIBILITY.json") == {"py3.12-cuda": row}
+    assert previous_rows(tmp_path / "missing.json") == {}
+
+
+def test_suite_shards_cover_every_test_file_once() -> None:
+    parts = stages.shards(ROOT, 4)
+    files = sorted(f"tests/{p.name}" for p in (ROOT / "tests").glob("test_*.py"))
+    assert len(parts) == 4 and sorted(f for part in parts for f in part) == files
+    assert stages.shards(ROOT, 1) == [sorted(files, key=lambda f: (-(ROOT / f).stat().st_size, f))]

@@ -211,10 +211,13 @@ def test_prepare_data_loader_at_module_level_shards_like_prepare() -> None:
         prepare_data_loader(source, num_processes=2, process_index=0)
     with pytest.raises(ValueError, match="process_index=2"):
         prepare_data_loader(source, num_processes=2, process_index=2, data_seed=1)
-    for kwargs in ({"slice_fn_for_dispatch": len}, {"use_stateful_dataloader": True}, {"rng_types": ["torch"]}):
-        with pytest.raises(ValueError, match=r"not supported|only \['generator'\]"):
+    for kwargs in ({"slice_fn_for_dispatch": len}, {"use_stateful_dataloader": True}, {"torch_device_mesh": 1}):
+        with pytest.raises(ValueError, match="not supported"):
             prepare_data_loader(source, data_seed=1, **kwargs)
-    assert _ids(prepare_data_loader(source, data_seed=1, rng_types=["generator"], use_seedable_sampler=True))
+    with pytest.raises(ValueError, match=r"prepare_data_loader\(rng_types=\['numpy'\]\): unknown type"):
+        prepare_data_loader(source, data_seed=1, rng_types=["numpy"])
+    kept = prepare_data_loader(source, data_seed=1, rng_types=["generator", "torch"], use_seedable_sampler=True)
+    assert kept.rng_types == ["generator", "torch"] and _ids(kept)
 
 
 def test_a_custom_batch_sampler_is_reachable_as_accelerate_exposes_it() -> None:
@@ -304,3 +307,31 @@ def test_debug_mode_names_each_ranks_shape_instead_of_hanging() -> None:
         assert "accel.utils.reduce" in out["reduce"] and "rank 0: [2]; rank 1: [3]" in out["reduce"]
         assert "rank 0: [2, 1]; rank 1: [2, 2]" in out["gather"] and "beyond the first dimension" in out["gather"]
         assert "rank 0: [2], [1, 3]; rank 1: [2], [2, 3]" in out["nested"]
+
+
+@pytest.mark.multiprocess
+def test_accelerator_rng_types_sync_the_torch_generator_when_an_epoch_starts() -> None:
+    from conftest import dist_run
+    from parity_workers import rng_types_epoch
+
+    synced = dist_run(rng_types_epoch, ["torch"])
+    assert synced[0]["draw"] == synced[1]["draw"]
+    plain = dist_run(rng_types_epoch, None)
+    assert plain[0]["draw"] != plain[1]["draw"]
+
+
+def test_accelerator_rejects_unknown_rng_types() -> None:
+    from accel import Accelerator
+    from accel.utils import RNGType
+
+    with pytest.raises(ValueError, match=r"Accelerator\(rng_types=\['numpy'\]\): unknown type"):
+        Accelerator(cpu=True, rng_types=["numpy"])
+    assert Accelerator(cpu=True, rng_types=[RNGType.GENERATOR]).prepared.rng_types == ["generator"]
+
+
+def test_dataloader_configuration_refuses_a_stateful_dataloader_naming_the_accel_way() -> None:
+    from accel import DataLoaderConfiguration
+
+    assert DataLoaderConfiguration(dispatch_batches=True).dispatch_batches is True
+    with pytest.raises(ValueError, match="state_dict\\(\\)/load_state_dict\\(\\) built in"):
+        DataLoaderConfiguration(use_stateful_dataloader=True)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from accel import env
-from accel.checkpoint import arrival, atomic, parts, saving
+from accel.checkpoint import arrival, atomic, background, parts, saving
 from accel.checkpoint import manifest as manifest_mod
 from accel.checkpoint import model as model_mod
 from accel.checkpoint.contents import Contents
@@ -63,6 +63,7 @@ class Checkpointer:
         precision: the precision policy (its mode and fp16 scaler state are saved).
         project: where automatically named checkpoints go, and their numbering.
         contents: builds the record of what is prepared and registered right now.
+        auto_resume: the run's setting (``accel launch --no_auto_resume`` turns it off).
 
     Attributes:
         resumed_from: the checkpoint last loaded (by ``load_state`` or auto-resume), else None.
@@ -76,6 +77,7 @@ class Checkpointer:
         precision: Precision,
         project: ProjectConfiguration,
         contents: Callable[[], Contents],
+        auto_resume: bool = True,
     ) -> None:
         self.state = state
         self.strategy = strategy
@@ -83,9 +85,12 @@ class Checkpointer:
         self.project = project
         self.contents = contents
         self.resumed_from: Path | None = None
-        self.auto_resume = env.get_bool(env.AUTO_RESUME) is not False
+        self.auto_resume = auto_resume
         self._auto_done = False
         self._save_model_calls = 0
+        self.stager = background.Stager()
+        self.writer = background.Writer()
+        self._pending = False  # an asynchronous save was started and not yet waited for
 
     # ------------------------------------------------------------------ where
     @property
@@ -134,9 +139,25 @@ class Checkpointer:
         return atomic.resolve(path)
 
     # ------------------------------------------------------------------ save
+    def _writes(self, whole_model: bool = True) -> bool:
+        """Whether this process writes: the main one, or with ``save_on_each_node`` the first of each node.
+
+        Raises:
+            CheckpointError: ``save_on_each_node`` where only the main process holds the whole model.
+        """
+        if not self.project.save_on_each_node:
+            return self.state.is_main_process
+        if whole_model and self.strategy.full_state_is_collective:
+            raise CheckpointError(
+                f"ProjectConfiguration(save_on_each_node=True) does not work with strategy {self.strategy.name}: "
+                "the whole model is only gathered on the main process; save to storage every node sees and "
+                "leave save_on_each_node off"
+            )
+        return self.state.is_local_main_process
+
     def save(self, obj: Any, f: str | Path, safe_serialization: bool = False) -> None:
-        """Write ``obj`` to ``f`` on the main process, atomically (safetensors for a dict of tensors)."""
-        if self.state.is_main_process:
+        """Write ``obj`` to ``f`` atomically, on the main process (each node's first with ``save_on_each_node``)."""
+        if self._writes(whole_model=False):
             model_mod.save_object(obj, f, safe_serialization)
 
     def save_model(
@@ -152,7 +173,7 @@ class Checkpointer:
         accelerator.save_model(...)`` works (other ranks do nothing). FSDP: gathering the full state
         is a collective; a call that not every rank makes is a :class:`CheckpointError`, never a hang.
         """
-        strategy, main = self.strategy, self.state.is_main_process
+        strategy, main = self.strategy, self._writes()
         if strategy.full_state_is_collective and self.state.num_processes > 1:
             self._save_model_calls += 1
             arrival.expect_all(f"save_model/{self._save_model_calls}", "save_model()", strategy.name)
@@ -162,13 +183,66 @@ class Checkpointer:
         if main:
             model_mod.save_full(state, Path(save_directory), max_shard_size, safe_serialization)
 
-    def save_state(self, output_dir: str | Path | None = None, safe_serialization: bool = True, **_: Any) -> Path:
-        """Write a checkpoint of everything prepared and registered; returns its directory."""
+    def save_state(
+        self,
+        output_dir: str | Path | None = None,
+        safe_serialization: bool = True,
+        async_save: bool | None = None,
+        **_: Any,
+    ) -> Path:
+        """Write a checkpoint of everything prepared and registered; returns its directory.
+
+        With ``async_save`` (default: ``ProjectConfiguration.async_save``) the call returns once the
+        state is copied to CPU memory and every rank's own file is written; the main process writes
+        the rest and publishes the checkpoint in the background (:mod:`accel.checkpoint.background`).
+        """
+        if safe_serialization is not True:
+            raise CheckpointError(
+                "save_state(safe_serialization=False) is not supported: checkpoints are always safetensors + JSON "
+                "(they load without pickle); drop the argument"
+            )
+        if self._pending:
+            self.wait_for_checkpoint()  # one save in flight at a time
         final = self._target(output_dir)
-        snapshot = saving.stage(self.state, self.strategy.checkpoint_format(), self.contents(), self._manifest)
-        saving.write(self.state, snapshot, final)
-        saving.publish(self.state, snapshot, final, self.project)
+        fmt = self.strategy.checkpoint_format()
+        asynchronous = self.project.async_save if async_save is None else async_save
+        if asynchronous and fmt.sharded:
+            raise CheckpointError(
+                f"save_state(async_save=True) is not supported with strategy {self.strategy.name} (sharded "
+                "checkpoints); call save_state() without async_save"
+            )
+        snapshot = saving.stage(self.state, fmt, self.contents(), self._manifest, self._writes())
+        if not asynchronous:
+            saving.write(self.state, snapshot, final)
+            saving.publish(self.state, snapshot, final, self.project)
+            return final
+        staged = self.stager.stage(background.main_jobs(snapshot)) if snapshot.manifest is not None else []
+        saving.write_rank(self.state, snapshot, final)
+        if snapshot.manifest is not None:
+            manifest, prune_to = snapshot.manifest, saving.prune_limit(self.project)
+            self.writer.submit(final, lambda: background.finish(staged, manifest, final, prune_to))
+        self.project.iteration += 1
+        self._pending = True
         return final
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait until the asynchronous save in flight is published (on every rank: a collective).
+
+        A failure of the background write raises :class:`CheckpointError` on every rank.
+        """
+        pending, self._pending = self._pending, False
+        error: CheckpointError | None = None
+        try:
+            self.writer.wait()
+        except CheckpointError as exc:
+            error = exc
+        if pending and self.state.num_processes > 1:
+            failed = torch.tensor([int(error is not None)], device=self.state.device)
+            torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
+            if error is None and failed.item():
+                error = CheckpointError("the asynchronous save failed on the main process; it was not published")
+        if error is not None:
+            raise error
 
     def _manifest(self, contents: Contents, sharded: bool, dataloaders: list[dict[str, int]]) -> Manifest:
         return Manifest(
@@ -186,6 +260,8 @@ class Checkpointer:
     # ------------------------------------------------------------------ load
     def load_state(self, input_dir: str | Path | None = None, strict: bool = True, **_: Any) -> Path:
         """Restore a checkpoint written by :meth:`save_state`; returns its directory."""
+        if self._pending:
+            self.wait_for_checkpoint()
         contents = self.contents()
         directory = self._source(input_dir)
         manifest = manifest_mod.read(directory)

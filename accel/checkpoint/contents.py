@@ -5,8 +5,7 @@ for each save and load and hands it to the :class:`~accel.checkpoint.Checkpointe
 code never reaches into the Accelerator. A strategy says how its models and optimizers are stored
 through :meth:`~accel.strategies.base.Strategy.checkpoint_format`, which returns a
 :class:`StateFormat`: full state dicts written by the main process
-(:mod:`accel.checkpoint.full`), or every rank's shards through ``torch.distributed.checkpoint``
-(:mod:`accel.checkpoint.sharded`).
+or every rank's shards through ``torch.distributed.checkpoint`` (:mod:`accel.checkpoint.formats`).
 
 A save runs in three steps, so that the last two can later run off the training loop:
 *stage* (every state taken, model tensors on the CPU), *write* (files into the staging directory,

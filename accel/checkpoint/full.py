@@ -1,10 +1,8 @@
 """Models and optimizers as full state dicts: the main process writes one file per object.
 
-Used by the single-process and DDP strategies (every rank holds the whole model). Models go to
-``model.safetensors``, ``model_1.safetensors``…, optimizers to ``optimizer.safetensors``… (see
-:mod:`accel.checkpoint.parts`). Loading reads model tensors straight into the parameters when the
-strategy allows it (``in_place``), and a checkpoint written sharded is read through
-``torch.distributed.checkpoint`` for the current (unsharded) layout.
+Models go to ``model.safetensors``, ``model_1.safetensors``…, optimizers to
+``optimizer.safetensors``… (see :mod:`accel.checkpoint.parts`). Loading reads model tensors straight
+into the parameters when the strategy allows it (``in_place``).
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from typing import Any, Protocol
 import torch
 
 from accel.checkpoint import parts, tensorfile
-from accel.checkpoint.contents import Contents, StagedStates, StateFormat
+from accel.checkpoint.contents import Contents, StagedStates
 from accel.exceptions import CheckpointError
 
 
@@ -50,52 +48,37 @@ class FullStates(StagedStates):
             parts.save_object(directory / parts.indexed("optimizer", i), opt_state)
 
 
-class FullFormat(StateFormat):
-    """Full state dicts.
+def stage(strategy: WholeModels, contents: Contents, main: bool) -> FullStates:
+    """Whole-model state dicts on the CPU and optimizer state dicts, for the main process to write."""
+    if not (main or strategy.full_state_is_collective):
+        return FullStates([], [])
+    models = [strategy.full_state_dict(m) for m in contents.models]
+    optimizers = [opt.optimizer.state_dict() for opt in contents.optimizers] if main else []
+    return FullStates(models, optimizers)
 
-    Args:
-        strategy: gathers and loads whole-model state dicts.
-        in_place: read model tensors straight into the live parameters (False where parameters are sharded).
-        optimizers: whether full optimizer states can be loaded (False for sharded strategies).
-    """
 
-    sharded = False
+def load(
+    strategy: WholeModels, contents: Contents, directory: Path, strict: bool, in_place: bool, optimizers: bool
+) -> None:
+    """Fill the models (and, when ``optimizers``, the optimizers) from full state dict files."""
+    for i, model in enumerate(contents.models):
+        _load_model(strategy, model, directory / parts.indexed("model", i), strict, in_place)
+    if contents.optimizers and not optimizers:
+        raise CheckpointError(
+            f"{directory} holds full (unsharded) optimizer states, written with strategy "
+            "ddp/single; resume it with the same strategy"
+        )
+    for i, opt in enumerate(contents.optimizers):
+        parts.load_into(opt.optimizer, directory / parts.indexed("optimizer", i), f"optimizer {i}")
 
-    def __init__(self, strategy: WholeModels, in_place: bool = True, optimizers: bool = True) -> None:
-        self.strategy = strategy
-        self.in_place = in_place
-        self.optimizers = optimizers
 
-    def stage(self, contents: Contents, main: bool) -> FullStates:
-        if not (main or self.strategy.full_state_is_collective):
-            return FullStates([], [])
-        models = [self.strategy.full_state_dict(m) for m in contents.models]
-        optimizers = [opt.optimizer.state_dict() for opt in contents.optimizers] if main else []
-        return FullStates(models, optimizers)
-
-    def load(self, contents: Contents, directory: Path, sharded: bool, strict: bool) -> None:
-        if sharded:
-            from accel.checkpoint import sharded as sharded_mod
-
-            sharded_mod.load(contents, directory, strict)
-            return
-        for i, model in enumerate(contents.models):
-            self._load_model(model, directory / parts.indexed("model", i), strict)
-        if contents.optimizers and not self.optimizers:
-            raise CheckpointError(
-                f"{directory} holds full (unsharded) optimizer states, written with strategy "
-                "ddp/single; resume it with the same strategy"
-            )
-        for i, opt in enumerate(contents.optimizers):
-            parts.load_into(opt.optimizer, directory / parts.indexed("optimizer", i), f"optimizer {i}")
-
-    def _load_model(self, model: torch.nn.Module, path: Path, strict: bool) -> None:
-        current = self.strategy.unwrap(model).state_dict()
-        if strict:
-            header, _meta, _start = tensorfile.read_header(path)
-            parts.check_model_keys(path, header, current)
-        in_place = current if self.in_place else {}
-        state, _meta = tensorfile.read(path, into=in_place)  # straight into the parameters when possible
-        rest = {k: v for k, v in state.items() if in_place.get(k) is not v}
-        if rest or not strict:
-            self.strategy.load_full_state_dict(model, state, strict=strict)
+def _load_model(strategy: WholeModels, model: torch.nn.Module, path: Path, strict: bool, in_place: bool) -> None:
+    current = strategy.unwrap(model).state_dict()
+    if strict:
+        header, _meta, _start = tensorfile.read_header(path)
+        parts.check_model_keys(path, header, current)
+    into = current if in_place else {}
+    state, _meta = tensorfile.read(path, into=into)  # straight into the parameters when possible
+    rest = {k: v for k, v in state.items() if into.get(k) is not v}
+    if rest or not strict:
+        strategy.load_full_state_dict(model, state, strict=strict)

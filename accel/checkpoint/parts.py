@@ -31,10 +31,10 @@ def rank_file(rank: int) -> str:
     return f"random_states_{rank}.safetensors"
 
 
-def save_object(path: Path, state: Any) -> None:
-    """Write any state dict (tensors + JSON skeleton)."""
+def save_object(path: Path, state: Any, sync: bool = True) -> None:
+    """Write any state dict (tensors + JSON skeleton); fsynced unless not ``sync``."""
     tensors, metadata = codec.pack(state, path.name)
-    tensorfile.write(path, tensors, metadata)
+    tensorfile.write(path, tensors, metadata, sync)
 
 
 def load_object(path: Path) -> Any:

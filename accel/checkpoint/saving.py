@@ -8,6 +8,8 @@
   it and prunes old automatic checkpoints.
 
 Each step ends with every rank at the same point; the steps only share the :class:`Snapshot`.
+An asynchronous save (:mod:`accel.checkpoint.background`) runs :func:`write_rank` instead of
+:func:`write`, and the main process's files and :func:`complete` in a background thread.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ ManifestFactory = Callable[[Contents, bool, list[dict[str, int]]], Manifest]
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything one rank writes for one checkpoint; the main process also holds the shared parts."""
+    """Everything one rank writes for one checkpoint; a writer (the main process) also holds the shared parts."""
 
     rank: int
+    writer: bool
     own: dict[str, Any]
     states: StagedStates
     schedulers: list[Any]
@@ -41,15 +44,21 @@ class Snapshot:
     manifest: Manifest | None
 
 
-def stage(state: PartialState, fmt: StateFormat, contents: Contents, manifest: ManifestFactory) -> Snapshot:
-    """Take the states to save (a collective when the format's staging is one)."""
+def stage(
+    state: PartialState, fmt: StateFormat, contents: Contents, manifest: ManifestFactory, writer: bool
+) -> Snapshot:
+    """Take the states to save (a collective when the format's staging is one).
+
+    ``writer``: this process writes the shared files (the main process; with ``save_on_each_node`` the
+    first process of every node).
+    """
     own = parts.rank_state(contents, state.process_index)  # first, before anything else can touch an RNG
-    main = state.is_main_process
-    states = fmt.stage(contents, main)
-    if not main:
-        return Snapshot(state.process_index, own, states, [], [], None)
+    states = fmt.stage(contents, writer)
+    if not writer:
+        return Snapshot(state.process_index, False, own, states, [], [], None)
     return Snapshot(
         rank=state.process_index,
+        writer=True,
         own=own,
         states=states,
         schedulers=[sched.scheduler.state_dict() for sched in contents.schedulers],
@@ -60,13 +69,12 @@ def stage(state: PartialState, fmt: StateFormat, contents: Contents, manifest: M
 
 def write(state: PartialState, snapshot: Snapshot, final: Path) -> Path:
     """Write the snapshot into the staging directory of ``final`` (collective); returns that directory."""
-    main = state.is_main_process
-    if main:
+    if snapshot.writer:
         atomic.fresh_staging(final)
     state.wait_for_everyone()
     tmp = atomic.staging(final)
     parts.save_object(tmp / parts.rank_file(snapshot.rank), snapshot.own)
-    snapshot.states.write(tmp, main)
+    snapshot.states.write(tmp, snapshot.writer)
     for i, scheduler in enumerate(snapshot.schedulers):
         parts.save_object(tmp / parts.indexed("scheduler", i), scheduler)
     for i, custom in enumerate(snapshot.custom_objects):
@@ -75,15 +83,40 @@ def write(state: PartialState, snapshot: Snapshot, final: Path) -> Path:
     return tmp
 
 
+def write_rank(state: PartialState, snapshot: Snapshot, final: Path) -> Path:
+    """Only this rank's own file into a fresh staging directory (collective), for an asynchronous save.
+
+    The file is not fsynced here (an fsync can wait seconds behind other writers on a busy disk): the
+    main process's background thread fsyncs every staged file before it publishes.
+    """
+    if state.is_main_process:
+        atomic.fresh_staging(final)
+    state.wait_for_everyone()
+    tmp = atomic.staging(final)
+    parts.save_object(tmp / parts.rank_file(snapshot.rank), snapshot.own, sync=False)
+    state.wait_for_everyone()
+    return tmp
+
+
+def complete(manifest: Manifest, final: Path, prune_to: int | None) -> None:
+    """Main process: finish the manifest, rename into place, point ``latest`` at it, prune (no collective)."""
+    tmp = atomic.staging(final)
+    manifest.record_files(tmp)
+    atomic.write_text(tmp / atomic.MANIFEST, manifest.to_json())
+    atomic.publish(tmp, final)
+    atomic.write_latest(final.parent, final.name)
+    if prune_to:
+        atomic.prune(final.parent, prune_to, final)
+
+
+def prune_limit(project: ProjectConfiguration) -> int | None:
+    """How many automatic checkpoints to keep after a save (None: keep all)."""
+    return project.total_limit if project.automatic_checkpoint_naming else None
+
+
 def publish(state: PartialState, snapshot: Snapshot, final: Path, project: ProjectConfiguration) -> None:
-    """Manifest, rename into place, ``latest`` pointer, pruning (main process); then count the save."""
+    """Manifest, rename into place, ``latest`` pointer, pruning (writers); then count the save."""
     if snapshot.manifest is not None:
-        tmp = atomic.staging(final)
-        snapshot.manifest.record_files(tmp)
-        atomic.write_text(tmp / atomic.MANIFEST, snapshot.manifest.to_json())
-        atomic.publish(tmp, final)
-        atomic.write_latest(final.parent, final.name)
-        if project.automatic_checkpoint_naming and project.total_limit:
-            atomic.prune(final.parent, project.total_limit, final)
+        complete(snapshot.manifest, final, prune_limit(project))
     project.iteration += 1
     state.wait_for_everyone()

@@ -27,12 +27,18 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from accel.checkpoint import atomic, codec, parts
-from accel.checkpoint.contents import Contents, StagedStates, StateFormat
-from accel.checkpoint.full import FullFormat, WholeModels
+from accel.checkpoint.contents import Contents, StagedStates
 from accel.exceptions import CheckpointError
 
 SHARDED_DIR = "sharded"
 _STORAGE = "torch.distributed.checkpoint.hf_storage"
+
+
+def stage(contents: Contents) -> ShardedStates:
+    """This rank's shards of every model and optimizer (no copy: DCP reads them when writing)."""
+    if importlib.util.find_spec(_STORAGE) is None:
+        raise CheckpointError("FSDP checkpoints need torch.distributed.checkpoint's safetensors storage (torch>=2.8)")
+    return ShardedStates(*_gather(contents))
 
 
 def _owner(models: tuple[torch.nn.Module, ...], optimizer: torch.optim.Optimizer) -> torch.nn.Module:
@@ -74,28 +80,6 @@ class ShardedStates(StagedStates):
         if main:
             for j, skeleton in enumerate(self.skeletons):
                 atomic.write_text(directory / parts.indexed("optimizer", j, ".json"), json.dumps(skeleton))
-
-
-class ShardedFormat(StateFormat):
-    """Every rank's shards; a checkpoint of full state dicts loads its models (not its optimizers)."""
-
-    sharded = True
-
-    def __init__(self, strategy: WholeModels) -> None:
-        self.full = FullFormat(strategy, in_place=False, optimizers=False)
-
-    def stage(self, contents: Contents, main: bool) -> ShardedStates:
-        if importlib.util.find_spec(_STORAGE) is None:
-            raise CheckpointError(
-                "FSDP checkpoints need torch.distributed.checkpoint's safetensors storage (torch>=2.8)"
-            )
-        return ShardedStates(*_gather(contents))
-
-    def load(self, contents: Contents, directory: Path, sharded: bool, strict: bool) -> None:
-        if sharded:
-            load(contents, directory, strict)
-        else:
-            self.full.load(contents, directory, sharded, strict)
 
 
 def load(contents: Contents, directory: Path, strict: bool = True) -> None:

@@ -102,7 +102,7 @@ def _torch_stack(failure: ProcessFailure) -> str | None:
 def latest_attempt(log_root: str | os.PathLike[str]) -> Path | None:
     """torch's per-attempt log folder (``<root>/<run_id>_*/attempt_<n>``) of the last attempt, if any."""
     attempts = [p for p in Path(log_root).glob("*/attempt_*") if p.name[8:].isdigit()]
-    return max(attempts, key=lambda p: int(p.name[8:]), default=None)
+    return max(attempts, key=lambda p: (int(p.name[8:]), p.stat().st_mtime), default=None)  # newest run wins
 
 
 def collect(failures: Mapping[int, ProcessFailure], attempt_dir: Path | None = None) -> list[RankFailure]:

@@ -14,9 +14,10 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,7 @@ class Settings:
     vcs_ref: str = "unknown"
     repo: str = "accel"
     install_time: bool = True
+    builds: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(2))
 
     def tag(self, cell: Cell, target: str | None = None) -> str:
         """The image tag of a cell (``accel:py3.11-cpu``) or of one of its targets (``...-dev``)."""
@@ -94,6 +96,18 @@ def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
         say.line(cell.id, f"inputs unchanged (digest {outcome.digest}): {cached.status}, measured {cached.measured}")
         outcome.__dict__.update(cached.__dict__)
         return
+    if not settings.builds.acquire(blocking=False):
+        say.line(cell.id, "waiting for a build slot (--builds)")
+        settings.builds.acquire()
+    try:
+        measure(settings, cell, outcome)
+    finally:
+        settings.builds.release()
+
+
+def measure(settings: Settings, cell: Cell, outcome: Outcome) -> None:
+    """Install, build, import, job, suite and CUDA checks of one Debian cell."""
+    say = settings.progress
     client = settings.client
     if settings.install_time:
         with say.stage(cell.id, "install (venv from the wheelhouse, no network)"):
@@ -104,9 +118,11 @@ def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
     try:
         start = time.monotonic()
         with say.stage(cell.id, f"build {runtime} and {dev} (docker-py)"):
+            # dev first: the runtime target is its ancestor, so the second build is all cache hits
+            # and the builder stage is pruned only once both exist.
+            build(settings, cell, "dev", prune=False)
             outcome.image_bytes = build(settings, cell, "runtime")
             outcome.reproducible = reproducible(settings, cell, runtime)
-            build(settings, cell, "dev")
         outcome.build_s = round(time.monotonic() - start, 1)
         with say.stage(cell.id, "import torch, accel"):
             outcome.import_s = stages.import_time(client, runtime)
@@ -174,7 +190,7 @@ def bootstrap(root: Path, cell: Cell) -> None:
         raise StageError("bootstrap", (tail or ["no output"])[0].strip()[:240])
 
 
-def build(settings: Settings, cell: Cell, target: str | None) -> int:
+def build(settings: Settings, cell: Cell, target: str | None, prune: bool = True) -> int:
     tag = settings.tag(cell, target)
     if target == "runtime" and cell.libc != "musl":
         return build_runtime(settings, cell, tag)
@@ -194,7 +210,8 @@ def build(settings: Settings, cell: Cell, target: str | None) -> int:
             target,
             lambda step: settings.progress.line(cell.id, f"  {tag} {step}"),
         )
-    engine.prune_builder_leftovers(settings.client)
+    if prune:
+        engine.prune_builder_leftovers(settings.client)
     return size
 
 

@@ -13,6 +13,7 @@ asked for did not pass (``check`` with no ``--cells``: when any cell failed).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -42,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("check", "build and test accel in each cell"), ("run", "run your project in each cell")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--cells", action="append", default=[], help="comma-separated cell ids (default: every cell)")
-        p.add_argument("--jobs", type=int, default=1, help="cells built and tested at once (default 1)")
+        p.add_argument("--jobs", type=int, default=1, help="cells worked on at once (default 1)")
+        p.add_argument("--builds", type=int, default=2, help="of those, how many build and test (default 2)")
         p.add_argument("--keep-images", action="store_true", help="keep the images built (a CUDA cell is ~5.6 GB)")
         p.add_argument("--no-cache", action="store_true", help="rerun cells whose inputs did not change")
         p.add_argument("--root", type=Path, default=None, help="the accel checkout (default: found from cwd)")
@@ -100,10 +102,14 @@ def engine_name(client: DockerClient) -> str:
 
 
 def check(args: argparse.Namespace, matrix: Matrix, settings: Settings, cells: list[Cell]) -> list[Outcome]:
-    done = {o.cell: o for o in run_all(cells, args.jobs, settings, run_cell)}
+    # Alpine cells first: they stop early (base image, wheel probes), so a time limit spares them.
+    ordered = sorted(cells, key=lambda cell: cell.libc != "musl")
+    done = {o.cell: o for o in run_all(ordered, args.jobs, settings, run_cell)}
+    out = args.report_dir or settings.root
+    previous = previous_rows(out / "COMPATIBILITY.json")
     rows = []
     for cell in matrix.cells:
-        row = done.get(cell.id) or settings.cache.latest(cell.id)
+        row = done.get(cell.id) or settings.cache.latest(cell.id) or previous.get(cell.id)
         if row is None:
             row = Outcome.start(cell)
             row.status = f"not built (not selected in this run: accel-matrix check --cells {cell.id})"
@@ -112,11 +118,18 @@ def check(args: argparse.Namespace, matrix: Matrix, settings: Settings, cells: l
         gpu = "NVIDIA runtime present: CUDA cells run with --gpus all" if settings.gpu else "no NVIDIA runtime"
         meta = report.metadata(settings.root, engine_name(settings.client), {"gpu": gpu, "indexes": settings.indexes})
         intro = "Written by `accel-matrix check` (`tox -e matrix`) from docker/matrix.json; do not edit by hand."
-        written = report.write(
-            args.report_dir or settings.root, "COMPATIBILITY", rows, meta, matrix.unsupported, intro=intro
-        )
+        written = report.write(out, "COMPATIBILITY", rows, meta, matrix.unsupported, intro=intro)
         settings.progress.line("report", "wrote " + ", ".join(str(p) for p in written))
     return list(done.values())
+
+
+def previous_rows(path: Path) -> dict[str, Outcome]:
+    """The rows of an earlier report: cells not run this time keep their last measured row."""
+    try:
+        data = json.loads(path.read_text())
+        return {row["cell"]: Outcome.from_dict(row) for row in data.get("cells", [])}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         vcs_ref=report.git_revision(root),
         repo=args.repo,
         install_time=not getattr(args, "skip_install_time", False),
+        builds=threading.Semaphore(max(1, args.builds)),
     )
     if args.command == "run":
         from accel.matrix.user import run_project

@@ -6,6 +6,7 @@ import json
 import statistics
 import tempfile
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 IMPORT_SAMPLES = 5
 SUITE_TIMEOUT_S = 3600
+SHARDS = 4
 # The suite a cell runs: everything but the container tests (no engine inside) and the long suite.
 SUITE_ARGS = ("-p", "no:cacheprovider", "-m", "not docker", "-q", "--junitxml=/results/junit.xml")
 
@@ -103,31 +105,63 @@ def two_process_job(client: DockerClient, image: str) -> float:
     return seconds
 
 
-def run_suite(client: DockerClient, root: Path, image: str, timeout: float = SUITE_TIMEOUT_S) -> SuiteResult:
-    """accel's own suite (unit + real gloo multi-process tests) in the image's dev target."""
+def shards(root: Path, count: int) -> list[list[str]]:
+    """The suite's test files dealt round-robin into ``count`` shards (largest files first)."""
+    files = sorted((root / "tests").glob("test_*.py"), key=lambda p: (-p.stat().st_size, p.name))
+    dealt: list[list[str]] = [[] for _ in range(max(1, min(count, len(files))))]
+    for number, path in enumerate(files):
+        dealt[number % len(dealt)].append(f"tests/{path.name}")
+    return dealt
+
+
+def run_suite(
+    client: DockerClient, root: Path, image: str, timeout: float = SUITE_TIMEOUT_S, parallel: int = SHARDS
+) -> SuiteResult:
+    """accel's own suite (unit + real gloo multi-process tests) in the image's dev target.
+
+    The test files run as ``parallel`` pytest processes in containers side by side (each test
+    uses free ports and its own temporary directory); their JUnit reports are added up.
+    """
     with tempfile.TemporaryDirectory(prefix="accel-matrix-suite-") as tmp:
         Path(tmp).chmod(0o777)
         volumes = {str(root): {"bind": "/src", "mode": "ro"}, tmp: {"bind": "/results", "mode": "rw"}}
         environment = {"CI": "", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-        code, logs, seconds = run(
-            client,
-            image,
-            ["pytest", *SUITE_ARGS],
-            "tests",
-            timeout=timeout,
-            entrypoint=[],
-            working_dir="/src",
-            network_mode="host",
-            volumes=volumes,
-            environment=environment,
-            shm_size="2g",
-            init=True,
+
+        def shard(number_files: tuple[int, list[str]]) -> tuple[int, str, float]:
+            number, files = number_files
+            args = [arg.replace("junit.xml", f"junit-{number}.xml") for arg in SUITE_ARGS]
+            return run(
+                client,
+                image,
+                ["pytest", *args, *files],
+                "tests",
+                timeout=timeout,
+                entrypoint=[],
+                working_dir="/src",
+                network_mode="host",
+                volumes=volumes,
+                environment=environment,
+                shm_size="2g",
+                init=True,
+            )
+
+        parts = shards(root, parallel)
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            outcomes = list(pool.map(shard, enumerate(parts)))
+        results = []
+        for number, (code, logs, seconds) in enumerate(outcomes):
+            junit = Path(tmp) / f"junit-{number}.xml"
+            if not junit.is_file():
+                tail = " | ".join(logs.strip().splitlines()[-3:])[-300:]
+                raise StageError("tests", f"pytest wrote no report (exit code {code}): {tail}")
+            results.append(parse_junit(junit.read_text(), seconds))
+        return SuiteResult(
+            sum(r.passed for r in results),
+            sum(r.failed for r in results),
+            sum(r.skipped for r in results),
+            tuple(name for r in results for name in r.failing),
+            max(r.seconds for r in results),
         )
-        junit = Path(tmp) / "junit.xml"
-        if not junit.is_file():
-            tail = " | ".join(logs.strip().splitlines()[-3:])[-300:]
-            raise StageError("tests", f"pytest wrote no report (exit code {code}): {tail}")
-        return parse_junit(junit.read_text(), seconds)
 
 
 def parse_junit(text: str, seconds: float) -> SuiteResult:

@@ -55,6 +55,6 @@ class Strategy:
 
     def checkpoint_format(self) -> StateFormat:
         """How ``save_state`` / ``load_state`` store models and optimizers: full state dicts."""
-        from accel.checkpoint.full import FullFormat
+        from accel.checkpoint.formats import FullFormat
 
         return FullFormat(self)

@@ -69,7 +69,7 @@ class FSDPStrategy(Strategy):
 
     def checkpoint_format(self) -> StateFormat:
         """Every rank writes its own shards (``torch.distributed.checkpoint``)."""
-        from accel.checkpoint.sharded import ShardedFormat
+        from accel.checkpoint.formats import ShardedFormat
 
         return ShardedFormat(self)
 
