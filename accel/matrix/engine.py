@@ -186,3 +186,13 @@ def prune_builder_leftovers(client: DockerClient) -> None:
         client.images.prune(filters={"dangling": True, "label": "org.accel.managed=1"})
     except docker.errors.DockerException:
         pass
+
+
+def tag_parent(client: DockerClient, image: str, tag: str) -> int:
+    """Tag the parent of ``image`` as ``tag`` (the runtime target under the dev one); its size."""
+    parent = str(client.images.get(image).attrs.get("Parent") or "")
+    if not parent:
+        raise StageError("build", f"{image} has no parent image to tag as {tag}")
+    repository, _, name = tag.rpartition(":")
+    client.images.get(parent).tag(repository, name)
+    return int(client.images.get(tag).attrs["Size"])

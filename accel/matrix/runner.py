@@ -47,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--builds", type=int, default=2, help="of those, how many build and test (default 2)")
         p.add_argument("--keep-images", action="store_true", help="keep the images built (a CUDA cell is ~5.6 GB)")
         p.add_argument("--no-cache", action="store_true", help="rerun cells whose inputs did not change")
+        p.add_argument("--reuse-images", action="store_true", help="use a cell's images as present; build only missing")
         p.add_argument("--root", type=Path, default=None, help="the accel checkout (default: found from cwd)")
         p.add_argument("--repo", default="accel", help="repository name of the images built (default accel)")
         p.add_argument("--report-dir", type=Path, default=None, help="where the report goes")
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         repo=args.repo,
         install_time=not getattr(args, "skip_install_time", False),
         builds=threading.Semaphore(max(1, args.builds)),
+        reuse_images=args.reuse_images,
     )
     if args.command == "run":
         from accel.matrix.user import run_project
