@@ -70,6 +70,43 @@ def test_a_collective_in_flight_at_the_end_exits_cleanly(tmp_path: Path) -> None
     assert "done 0" in result.stdout and "done 1" in result.stdout
 
 
+FAILS_ON_RANK_1 = """\
+import time
+from accel import PartialState
+
+def main():
+    state = PartialState()
+    if state.process_index == 1:
+        raise ValueError("boom on rank 1")
+    time.sleep(600)  # the launcher stops this rank once rank 1 has exited
+
+if __name__ == "__main__":
+    {call}
+"""
+
+
+@pytest.mark.parametrize("how", ["accel launch", "notebook_launcher"])
+def test_a_rank_that_raises_exits_at_once_without_the_final_barrier(tmp_path: Path, how: str) -> None:
+    call = (
+        "main()"
+        if how == "accel launch"
+        else "from accel import notebook_launcher; notebook_launcher(main, num_processes=2)"
+    )
+    script = tmp_path / "fails.py"
+    script.write_text(FAILS_ON_RANK_1.format(call=call))
+    start = time.monotonic()
+    if how == "accel launch":
+        result = _launch(script)
+    else:
+        env = {**os.environ, "ACCEL_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+        env.pop("PYTEST_CURRENT_TEST", None)
+        run = [sys.executable, str(script)]
+        result = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - start
+    assert result.returncode != 0 and "boom on rank 1" in result.stderr, result.stderr
+    assert elapsed < 300, f"took {elapsed:.0f} s: rank 1 waited in a final barrier for rank 0"
+
+
 @pytest.mark.long
 @pytest.mark.timeout(RUNS * 600)
 def test_fifty_consecutive_runs_under_a_cpu_hog_exit_cleanly(tmp_path: Path, cpu_hog: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -30,7 +31,12 @@ SIDECAR = "accel-failure.json"
 
 
 def record_failure(exc: BaseException, text: str | None = None) -> None:
-    """Write the exception for the launcher (no-op outside a launch); never raises."""
+    """Write the exception for the launcher (no-op outside a launch); never raises.
+
+    The rank is also marked as leaving on an unhandled exception, as the interpreter marks it
+    (``sys.last_value``): accel.group then skips the final barrier at exit and the rank exits at once.
+    """
+    sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
     path = env.get(env.TORCHELASTIC_ERROR_FILE)
     if not path:
         return

@@ -56,8 +56,6 @@ def main(argv: list[str] | None = None) -> None:
         record_failure(exc, text)
         sys.stderr.write(text)
         sys.stderr.flush()
-        # what the interpreter sets for an unhandled exception: accel.group then skips the final barrier
-        sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
         raise SystemExit(1) from None
 
 
