@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from accel.version import __version__
 
 _EXPORTS = {
     "Accelerator": "accel.accelerator",
@@ -21,6 +21,7 @@ _EXPORTS = {
     "DistributedType": "accel.state",
     "notebook_launcher": "accel.launch.notebook",
     "skip_first_batches": "accel.data",
+    "prepare_data_loader": "accel.data_loader",
     "find_executable_batch_size": "accel.memory",
     "DataLoaderConfiguration": "accel.plugins",
     "GradientAccumulationPlugin": "accel.plugins",
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from accel.accelerator import Accelerator
     from accel.accelerator_state import AcceleratorState
     from accel.data import skip_first_batches
+    from accel.data_loader import prepare_data_loader
     from accel.launch.notebook import notebook_launcher
     from accel.memory import find_executable_batch_size
     from accel.plugins import (

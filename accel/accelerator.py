@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 
 import torch
 
-from accel import env, ops
+from accel import ops
 from accel import precision as precision_mod
 from accel import strategies as strategies_mod
 from accel.accelerator_state import AcceleratorState
 from accel.accumulation import Accumulator
+from accel.config.run import RunConfig
 from accel.coordination import CoordinationMembers
 from accel.data import GradientState, PreparedDataLoader, skip_first_batches
 from accel.exceptions import ConfigError
@@ -40,6 +41,7 @@ from accel.plugins import (
 )
 from accel.preparation import Preparation
 from accel.process import ProcessMembers
+from accel.rng import check_rng_types
 from accel.state import DistributedType
 from accel.wrappers import AcceleratedOptimizer, AcceleratedScheduler
 
@@ -63,7 +65,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         log_with: tracker names (``"jsonl"``, ``"csv"``, ``"tensorboard"``, ``"all"``).
         kwargs_handlers: ``DistributedDataParallelKwargs``, ``InitProcessGroupKwargs``, ``GradScalerKwargs``.
         step_scheduler_with_optimizer: step prepared schedulers only when the optimizer really stepped.
-        rng_types: kept for compatibility: every rank's RNG is checkpointed, order comes from seeds.
+        rng_types: generators synced from rank 0 as each prepared DataLoader starts (the order is seeded).
     """
 
     def __init__(
@@ -91,13 +93,25 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
             raise ConfigError(f"Accelerator({name}=...) is {'not supported' if known else 'not an argument'}{hint}")
         handlers = sort_handlers(kwargs_handlers or [])
         pg = pick_handler(handlers, InitProcessGroupKwargs) or InitProcessGroupKwargs()
-        self.state = AcceleratorState(cpu=cpu, backend=pg.backend, timeout=pg.timeout, _from_accelerator=True)
-        self.device_placement = device_placement
-        mode = mixed_precision if mixed_precision is not None else env.get(env.MIXED_PRECISION)
-        self.precision = precision_mod.create(
-            precision_mod.check_mode(mode), self.device, pick_handler(handlers, GradScalerKwargs)
+        run = RunConfig.from_environment()  # what the launcher resolved; explicit arguments win over it
+        self.state = AcceleratorState(
+            cpu=cpu,
+            backend=pg.backend,
+            timeout=pg.timeout,
+            init_method=pg.init_method,
+            run_config=run,
+            _from_accelerator=True,
         )
-        strategy = "fsdp" if fsdp_plugin is not None else (env.get(env.STRATEGY) or "ddp").strip().lower()
+        self.device_placement = device_placement
+        mode = precision_mod.check_mode(mixed_precision) if mixed_precision is not None else None
+        self.precision = precision_mod.create(
+            mode or run.mixed_precision or "no", self.device, pick_handler(handlers, GradScalerKwargs)
+        )
+        if self.state.is_main_process:  # explicit arguments win; say so where they contradict the launcher
+            steps = gradient_accumulation_steps or getattr(gradient_accumulation_plugin, "num_steps", None)
+            sharded = "fsdp" if fsdp_plugin is not None else None
+            run.warn_overridden(mixed_precision=mode, gradient_accumulation_steps=steps, use_cpu=cpu, strategy=sharded)
+        strategy = "fsdp" if fsdp_plugin is not None else (run.strategy or "ddp")
         self.strategy = strategies_mod.create(
             strategy, self.state, pick_handler(handlers, DistributedDataParallelKwargs), fsdp_plugin
         )
@@ -105,11 +119,10 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         self.dataloader_config = dataloader_config or DataLoaderConfiguration()
         self.project_configuration = project_config or ProjectConfiguration()
         if project_dir is not None or self.project_configuration.project_dir is None:
-            self.project_configuration.set_directories(project_dir or env.get(env.PROJECT_DIR) or ".")
+            self.project_configuration.set_directories(project_dir or run.project_dir or ".")
         self.gradient_state = GradientState()
-        self.accumulator = Accumulator(
-            resolve_accumulation(gradient_accumulation_steps, gradient_accumulation_plugin), self.gradient_state
-        )
+        accumulation = resolve_accumulation(gradient_accumulation_steps, gradient_accumulation_plugin, run)
+        self.accumulator = Accumulator(accumulation, self.gradient_state)
         self.prepared = Preparation(
             self.state,
             self.strategy,
@@ -120,7 +133,8 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
             device_placement,
             step_scheduler_with_optimizer,
         )
-        # the registries, by the names checkpoint code reads
+        self.prepared.rng_types = check_rng_types(rng_types, "Accelerator")
+        # the registries, under the private names Accelerate scripts sometimes read
         self._models = self.prepared.models
         self._optimizers = self.prepared.optimizers
         self._schedulers = self.prepared.schedulers
@@ -128,7 +142,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
         self._custom_objects = self.prepared.custom_objects
         self._trackers: Any = None
         self._log_with = log_with
-        self._checkpoints: Any = None
+        self._checkpoints = None
 
     # ------------------------------------------------------------------ properties
 
@@ -174,7 +188,7 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
     def prepare(self, *args: Any, device_placement: list[bool] | None = None) -> Any:
         """Prepare models, optimizers, schedulers and DataLoaders (in any order); return them in order."""
         result = self.prepared.prepare(args, device_placement)
-        self.checkpoints.after_prepare()  # auto-resume after an elastic restart; save on SIGTERM/SIGUSR1
+        self._after_prepare()  # auto-resume after an elastic restart; save on SIGTERM/SIGUSR1
         return result[0] if len(result) == 1 else tuple(result)
 
     def prepare_model(
@@ -228,6 +242,10 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
 
     def autocast(self, autocast_handler: Any = None) -> contextlib.AbstractContextManager[Any]:
         """Autocast context of the active precision (forward passes of prepared models already use it)."""
+        if autocast_handler is not None:
+            raise ConfigError(
+                "autocast(autocast_handler=...) is not supported; the active precision's autocast applies"
+            )
         return self.precision.autocast()
 
     def clip_grad_norm_(

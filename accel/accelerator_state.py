@@ -14,7 +14,8 @@ import datetime
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from accel import env, precision
+from accel import precision
+from accel.config.run import RunConfig
 from accel.exceptions import ConfigError
 from accel.state import DistributedType, PartialState
 
@@ -39,6 +40,7 @@ class AcceleratorState(PartialState):
         mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (default: the live Accelerator's, else
             ``ACCEL_MIXED_PRECISION``, else ``"no"``).
         cpu: run on the CPU even when a GPU is present.
+        run_config: what the launcher resolved (default: decoded from this process's variables).
         fsdp_plugin: parameters are sharded with FSDP2 (``distributed_type`` is then ``FSDP``).
         deepspeed_plugin / megatron_lm_plugin: not supported by accel (an error when given).
     """
@@ -51,6 +53,8 @@ class AcceleratorState(PartialState):
         fsdp_plugin: FullyShardedDataParallelPlugin | None = None,
         backend: str | None = None,
         timeout: datetime.timedelta | None = None,
+        run_config: RunConfig | None = None,
+        init_method: str | None = None,
         _from_accelerator: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -63,10 +67,11 @@ class AcceleratorState(PartialState):
         template = None
         if not _from_accelerator and mixed_precision is None and cpu is None and fsdp_plugin is None:
             template = _latest_attached()
-        super().__init__(cpu=cpu if template is None else template.use_cpu, backend=backend, timeout=timeout)
+        cpu = cpu if template is None else template.use_cpu
+        super().__init__(cpu=cpu, backend=backend, timeout=timeout, run_config=run_config, init_method=init_method)
         self._precision_mode = None if mixed_precision is None else precision.check_mode(mixed_precision)
         self._fsdp_plugin = fsdp_plugin
-        strategy = (env.get(env.STRATEGY) or "").strip().lower() if not _from_accelerator else ""
+        strategy = self.run_config.strategy if not _from_accelerator else None
         self._sharded = fsdp_plugin is not None or strategy == "fsdp"
         self._template = template
 
@@ -86,7 +91,7 @@ class AcceleratorState(PartialState):
             return self._template.mixed_precision
         if self._precision_mode is not None:
             return self._precision_mode
-        return precision.check_mode(env.get(env.MIXED_PRECISION))
+        return self.run_config.mixed_precision or "no"
 
     @property
     def fsdp_plugin(self) -> FullyShardedDataParallelPlugin | None:

@@ -14,46 +14,16 @@ samples than ranks; :meth:`PreparedDataLoader.padding` tells ``gather_for_metric
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset, Sampler
 
 from accel.exceptions import ConfigError, PrepareError
+from accel.gradient_state import GradientState as GradientState
 from accel.ops import send_to_device
-from accel.sampling import SeededRandomSampler, ShardedBatchSampler
-
-
-class GradientState:
-    """What the accumulation logic needs to know about the DataLoader being iterated."""
-
-    def __init__(self) -> None:
-        self.active: PreparedDataLoader | None = None
-        self.end_of_dataloader = False
-        self.batches_left: int | None = None
-        self.on_batch: Callable[[PreparedDataLoader], None] | None = None  # step-boundary hook (accel.signals)
-        self.sync_gradients = True  # kept current by the accumulation window
-
-    @property
-    def padding(self) -> int:
-        """Duplicated samples in the current (last) round, to drop when gathering metrics."""
-        return self.active.padding if self.active is not None and self.end_of_dataloader else 0
-
-    @property
-    def active_dataloader(self) -> PreparedDataLoader | None:
-        """The prepared DataLoader being iterated (None between epochs), as Accelerate names it."""
-        return self.active
-
-    @property
-    def in_dataloader(self) -> bool:
-        """True while a prepared DataLoader is being iterated."""
-        return self.active is not None
-
-    @property
-    def remainder(self) -> int:
-        """Samples added to even out the last round (-1 before the last round is reached)."""
-        return self.padding if self.end_of_dataloader else -1
+from accel.sampling import SeedableRandomSampler, ShardedBatchSampler, seeded_batches
 
 
 class PreparedDataLoader:
@@ -69,7 +39,7 @@ class PreparedDataLoader:
         device: torch.device,
         state: GradientState,
         sharded: ShardedBatchSampler | None = None,
-        sampler: SeededRandomSampler | None = None,
+        sampler: SeedableRandomSampler | None = None,
         seed: int = 0,
         non_blocking: bool = False,
     ) -> None:
@@ -85,6 +55,7 @@ class PreparedDataLoader:
         self.position = 0
         self._in_progress = False
         self._resume = 0
+        self.rng_types: list[str] = []  # generators synchronised from rank 0 when each iteration starts
 
     # ----------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[Any]:
@@ -100,6 +71,11 @@ class PreparedDataLoader:
         epoch = self.epochs_started
         self.epochs_started += 1
         self._order_for(epoch)
+        synced = [t for t in self.rng_types if str(t) != "generator"]  # the order itself is already seeded
+        if synced:
+            from accel.rng import synchronize_rng_states
+
+            synchronize_rng_states(synced)
         if self.sharded is not None:
             self.sharded.skip = skip
         generator = self.loader.generator
@@ -164,7 +140,7 @@ class PreparedDataLoader:
     @property
     def padding(self) -> int:
         """Samples duplicated in the last round to keep ranks even."""
-        return self.sharded.padding if self.sharded is not None else 0
+        return self.sharded.padding if self.sharded is not None else int(getattr(self.loader, "padding", 0))
 
     @property
     def dataset(self) -> Any:
@@ -173,8 +149,26 @@ class PreparedDataLoader:
 
     @property
     def batch_size(self) -> int | None:
-        """Per-rank batch size."""
-        return self.loader.batch_size
+        """Per-rank batch size (None when a custom batch sampler has none)."""
+        if self.sharded is None:
+            return self.loader.batch_size
+        base = getattr(self.sharded.base, "batch_size", None)
+        if base is None:
+            return None
+        return int(base) // self.sharded.num_replicas if self.sharded.split_batches else int(base)
+
+    @property
+    def batch_sampler(self) -> Any:
+        """This rank's batch sampler; its ``batch_sampler`` is the whole dataset's (a custom one as given)."""
+        return self.loader.batch_sampler
+
+    @property
+    def sampler(self) -> Any:
+        """The index sampler that orders the dataset (the seeded one when the DataLoader shuffles)."""
+        if self.sampler_shuffle is not None:
+            return self.sampler_shuffle
+        inner = getattr(self.loader.batch_sampler, "sampler", None)
+        return inner if inner is not None else getattr(self.loader, "sampler", None)
 
     @property
     def total_batch_size(self) -> int | None:
@@ -225,22 +219,26 @@ def shard(
     split_batches: bool = False,
     even_batches: bool = True,
     non_blocking: bool = False,
+    dispatch_batches: bool | None = None,
 ) -> PreparedDataLoader:
-    """Wrap ``loader`` so that this rank iterates its shard (see the module docstring)."""
+    """Wrap ``loader`` so that this rank iterates its shard (see the module docstring).
+
+    With ``dispatch_batches`` only the main process reads the data (see :mod:`accel.dispatch`).
+    """
     if type(loader) is not DataLoader:
         raise PrepareError(
             f"prepare() got a {type(loader).__name__}, a DataLoader subclass whose constructor accel cannot "
             "reproduce; pass a plain torch.utils.data.DataLoader (put custom logic in the dataset or collate_fn)"
         )
+    if dispatch_batches and num_replicas > 1:
+        from accel.dispatch import dispatch
+
+        return dispatch(loader, num_replicas, rank, device, state, seed, split_batches, even_batches, non_blocking)
     if isinstance(loader.dataset, IterableDataset):
         return PreparedDataLoader(_IterableShard(loader, num_replicas, rank), device, state, seed=seed)  # type: ignore[arg-type]
-    base = loader.batch_sampler
-    if base is None:
-        raise PrepareError("prepare() needs a DataLoader with a batch size (batch_size=None disables batching)")
-    shuffle = None
-    if type(loader.sampler) is RandomSampler and not loader.sampler.replacement and isinstance(base, BatchSampler):
-        shuffle = SeededRandomSampler(len(loader.sampler), seed)
-        base = BatchSampler(shuffle, base.batch_size, base.drop_last)
+    base, shuffle = seeded_batches(loader, seed)
+    if isinstance(shuffle, SeedableRandomSampler):
+        seed = shuffle.seed
     if split_batches and isinstance(base, BatchSampler) and base.batch_size % num_replicas:
         raise ConfigError(
             f"split_batches=True needs a batch size divisible by the {num_replicas} processes; "

@@ -35,7 +35,6 @@ MASTER_ADDR = "MASTER_ADDR"
 MASTER_PORT = "MASTER_PORT"
 TORCHELASTIC_RUN_ID = "TORCHELASTIC_RUN_ID"
 TORCHELASTIC_RESTART_COUNT = "TORCHELASTIC_RESTART_COUNT"
-TORCHELASTIC_MAX_RESTARTS = "TORCHELASTIC_MAX_RESTARTS"
 TORCHELASTIC_USE_AGENT_STORE = "TORCHELASTIC_USE_AGENT_STORE"  # "True": the agent hosts the store
 # SLURM
 SLURM_PROCID = "SLURM_PROCID"
@@ -54,11 +53,8 @@ MPI_LOCALRANKID = "MPI_LOCALRANKID"
 # Kubeflow PyTorchJob (PET_* are torchrun settings injected by the training operator)
 PET_NPROC_PER_NODE = "PET_NPROC_PER_NODE"
 PET_NNODES = "PET_NNODES"
-KUBEFLOW_JOB = "PET_MASTER_ADDR"
 # other
 XDG_CONFIG_HOME = "XDG_CONFIG_HOME"
-CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
-SHUTDOWN_TIMEOUT = "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"
 
 # accel's own settings
 CONFIG_FILE = "ACCEL_CONFIG_FILE"
@@ -71,10 +67,10 @@ CLUSTER = "ACCEL_CLUSTER"
 REQUESTED_WORLD_SIZE = "ACCEL_REQUESTED_WORLD_SIZE"
 AUTO_RESUME = "ACCEL_AUTO_RESUME"
 PROJECT_DIR = "ACCEL_PROJECT_DIR"
-SEED = "ACCEL_SEED"
 PROCESS_GROUP_TIMEOUT = "ACCEL_PROCESS_GROUP_TIMEOUT"
 LOG_LEVEL = "ACCEL_LOG_LEVEL"
 DEBUG_MODE = "ACCEL_DEBUG_MODE"
+ENVIRONMENT_DIR = "ACCEL_ENVIRONMENT_DIR"
 
 ACCEL_VARIABLES: dict[str, str] = {
     CONFIG_FILE: "path of the config file to use (beats the user and system files)",
@@ -87,10 +83,10 @@ ACCEL_VARIABLES: dict[str, str] = {
     REQUESTED_WORLD_SIZE: "set by `accel launch`: world size each rank must see",
     AUTO_RESUME: "0 disables loading the latest checkpoint after an elastic restart",
     PROJECT_DIR: "default project directory for checkpoints and trackers",
-    SEED: "seed applied by the launcher's workers before the script (optional)",
     PROCESS_GROUP_TIMEOUT: "seconds a collective may wait before failing (default 1800)",
     LOG_LEVEL: "level of loggers made by accel.logging.get_logger without log_level (e.g. INFO, DEBUG)",
     DEBUG_MODE: "1: collectives first compare shapes across ranks and raise naming each rank's shape",
+    ENVIRONMENT_DIR: "where an image's sealed environment lies (default /opt/accel/environment)",
 }
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y"})
@@ -192,6 +188,7 @@ PET_MAX_RESTARTS = "PET_MAX_RESTARTS"
 GLOO_SOCKET_IFNAME = "GLOO_SOCKET_IFNAME"
 OMP_NUM_THREADS = "OMP_NUM_THREADS"
 TORCHELASTIC_ERROR_FILE = "TORCHELASTIC_ERROR_FILE"
+CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"  # --gpu_ids
 TORCHELASTIC_SIGNALS_TO_HANDLE = "TORCHELASTIC_SIGNALS_TO_HANDLE"
 # cluster detection in `accel env`
 OMPI_SIZE_ALIASES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")

@@ -194,6 +194,27 @@ def verify(out: Path = DEFAULT_DIR) -> Verification:
     return result
 
 
+def environment_dir() -> Path:
+    from accel import env
+
+    return Path(env.get(env.ENVIRONMENT_DIR) or DEFAULT_DIR)
+
+
+def report(verbose: bool) -> tuple[list[str], int]:
+    """Lines for ``accel env`` and the exit status of ``accel env --verify`` (0 ok, 1 drift, 2 none)."""
+    out = environment_dir()
+    if not (out / IDENTITY).is_file():
+        return [f"environment: not sealed (no {out / IDENTITY}: not an accel image, or built without a lock)"], 2
+    try:
+        result = verify(out)
+    except (OSError, ValueError, KeyError) as exc:
+        return [f"environment: {out} cannot be read ({exc})"], 2
+    lines = [result.summary()]
+    if verbose or result.status == "drift":
+        lines += result.details()
+    return lines, 1 if result.status == "drift" else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m accel.envlock seal|extend|verify`` (used by image builds)."""
     parser = argparse.ArgumentParser(prog="python -m accel.envlock", description=__doc__.split("\n\n")[0])

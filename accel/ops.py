@@ -55,6 +55,15 @@ def send_to_device(data: Any, device: torch.device | str, non_blocking: bool = F
     return to(device) if callable(to) else data
 
 
+def _check(operation: str, data: Any, dim: int = 0) -> None:
+    """In debug mode (``ACCEL_DEBUG_MODE``), compare shapes across ranks first (see :mod:`accel.debug`)."""
+    if _world() > 1:
+        from accel import debug
+
+        if debug.enabled():
+            debug.check_shapes(operation, data, dim)
+
+
 def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
@@ -79,6 +88,7 @@ def _gather_one(tensor: torch.Tensor) -> torch.Tensor:
 
 def gather(data: Any) -> Any:
     """Concatenate ``data`` from every rank along the first dimension (0-d tensors become 1-d)."""
+    _check("gather", data)
     return apply(_gather_one, data)
 
 
@@ -103,6 +113,8 @@ def reduce(data: Any, reduction: str = "mean", scale: float = 1.0) -> Any:
     if reduction not in REDUCTIONS:
         raise PrepareError(f"reduce(reduction={reduction!r}): expected one of {', '.join(REDUCTIONS)}")
     world = _world()
+    if reduction != "none":
+        _check("reduce", data)
     op = dist.ReduceOp.MAX if reduction == "max" else dist.ReduceOp.SUM
 
     def one(tensor: torch.Tensor) -> torch.Tensor:
@@ -120,6 +132,7 @@ def broadcast(data: Any, from_process: int = 0) -> Any:
     """Send tensors from ``from_process`` to every rank (in place on the receivers)."""
     if _world() == 1:
         return data
+    _check("broadcast", data)
 
     def one(tensor: torch.Tensor) -> torch.Tensor:
         dist.broadcast(tensor, src=from_process)
@@ -145,6 +158,8 @@ def _pad(tensor: torch.Tensor, size: int, dim: int, value: float, first: bool) -
 def pad_across_processes(data: Any, dim: int = 0, pad_index: int = 0, pad_first: bool = False) -> Any:
     """Pad tensors along ``dim`` to the largest size any rank has, so that they can be gathered."""
     world = _world()
+    if world > 1:
+        _check("pad_across_processes", data, dim)
 
     def one(tensor: torch.Tensor) -> torch.Tensor:
         if world == 1 or tensor.ndim == 0 or dim >= tensor.ndim:

@@ -12,20 +12,33 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from accel import env
 from accel.exceptions import PrepareError
 
 if TYPE_CHECKING:
+    from accel.accumulation import Accumulator
+    from accel.checkpoint import Checkpointer
+    from accel.checkpoint.contents import Contents
     from accel.plugins import ProjectConfiguration
+    from accel.precision import Precision
+    from accel.preparation import Preparation
+    from accel.signals import Preemption
     from accel.state import PartialState
+    from accel.strategies import Strategy
 
 
 class PersistenceMembers:
     """Checkpoints and trackers; the owner provides the attributes below."""
 
     state: PartialState
+    strategy: Strategy
+    precision: Precision
+    accumulator: Accumulator
+    prepared: Preparation
     project_configuration: ProjectConfiguration
     _custom_objects: list[Any]
-    _checkpoints: Any
+    _checkpoints: Checkpointer | None
+    _preemption: Preemption | None = None
     _trackers: Any
     _log_with: str | list[str] | None
 
@@ -45,13 +58,44 @@ class PersistenceMembers:
         return self.project_configuration.iteration
 
     @property
-    def checkpoints(self) -> Any:
+    def checkpoints(self) -> Checkpointer:
         """The checkpoint manager (created on first use)."""
         if self._checkpoints is None:
             from accel.checkpoint import Checkpointer
 
-            self._checkpoints = Checkpointer(self)
+            self._checkpoints = Checkpointer(
+                self.state,
+                self.strategy,
+                self.precision,
+                self.project_configuration,
+                self._checkpoint_contents,
+                auto_resume=self.state.run_config.auto_resume is not False,
+            )
         return self._checkpoints
+
+    def _checkpoint_contents(self) -> Contents:
+        """The record of everything prepared and registered, for one save or load."""
+        from accel.checkpoint.contents import Contents
+
+        p = self.prepared
+        return Contents(
+            models=tuple(p.models),
+            optimizers=tuple(p.optimizers),
+            schedulers=tuple(p.schedulers),
+            dataloaders=tuple(p.dataloaders),
+            custom_objects=tuple(p.custom_objects),
+            counters=self.accumulator,
+        )
+
+    def _after_prepare(self) -> None:
+        """After ``prepare`` / ``register_for_checkpointing``: auto-resume; under the launcher, save on signals."""
+        checkpoints = self.checkpoints
+        checkpoints.after_prepare()
+        if checkpoints.auto_resume and self._preemption is None and env.is_set(env.TORCHELASTIC_RUN_ID):
+            from accel.signals import Preemption
+
+            self._preemption = Preemption(self, checkpoints)
+            self._preemption.install()
 
     def save(self, obj: Any, f: str | Path, safe_serialization: bool = False) -> None:
         """Save an object on the main process, atomically."""
@@ -68,8 +112,17 @@ class PersistenceMembers:
         self.checkpoints.save_model(model, save_directory, max_shard_size, safe_serialization)
 
     def save_state(self, output_dir: str | Path | None = None, **kwargs: Any) -> str:
-        """Checkpoint everything needed to resume exactly; returns the directory."""
+        """Checkpoint everything needed to resume exactly; returns the directory.
+
+        ``async_save=True``: return once the state is staged in CPU memory; the files are written and
+        the checkpoint published in the background (:meth:`wait_for_checkpoint` waits for it).
+        """
         return str(self.checkpoints.save_state(output_dir, **kwargs))
+
+    def wait_for_checkpoint(self) -> None:
+        """Block until the asynchronous ``save_state`` in flight is published (call it on every rank)."""
+        if self._checkpoints is not None:
+            self.checkpoints.wait_for_checkpoint()
 
     def load_state(self, input_dir: str | Path | None = None, **kwargs: Any) -> str:
         """Restore a checkpoint written by :meth:`save_state`; returns the directory."""
@@ -81,7 +134,7 @@ class PersistenceMembers:
         if bad:
             raise PrepareError(f"register_for_checkpointing(): {', '.join(bad)} lack state_dict()/load_state_dict()")
         self._custom_objects.extend(objects)
-        self.checkpoints.after_prepare()
+        self._after_prepare()
 
     @property
     def trackers(self) -> Any:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from accel import env
 from accel.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from accel.config.run import RunConfig
 
 
 def _check_int(owner: str, name: str, value: Any, minimum: int) -> None:
@@ -30,9 +32,12 @@ class DataLoaderConfiguration:
         even_batches: pad the last round by repeating samples from the start, so that every rank gets
             the same number of batches; ``gather_for_metrics`` drops the padding again.
         use_seedable_sampler: shuffled order comes from a seed and the epoch, so it is reproducible
-            and resumable (always on; kept for compatibility).
+            and resumable (always on: ``False`` is refused).
         data_seed: seed of the shuffled order (default: drawn from torch's generator once).
         non_blocking: host-to-device copies of batches are non-blocking.
+        dispatch_batches: only the main process reads the data and broadcasts each rank's batch
+            (:mod:`accel.dispatch`); None means False for every dataset (each rank reads its own shard).
+        use_stateful_dataloader: refused (True): prepared DataLoaders are resumable already.
     """
 
     split_batches: bool = False
@@ -40,6 +45,20 @@ class DataLoaderConfiguration:
     use_seedable_sampler: bool = True
     data_seed: int | None = None
     non_blocking: bool = False
+    dispatch_batches: bool | None = None
+    use_stateful_dataloader: bool = False
+
+    def __post_init__(self) -> None:
+        if self.use_stateful_dataloader:
+            raise ConfigError(
+                "DataLoaderConfiguration(use_stateful_dataloader=True) is not supported: prepared DataLoaders "
+                "have state_dict()/load_state_dict() built in and save_state records their position"
+            )
+        if self.use_seedable_sampler is not True:
+            raise ConfigError(
+                "DataLoaderConfiguration(use_seedable_sampler=False) is not supported: accel's shuffled order "
+                "always comes from a seed and the epoch (set data_seed to choose it); drop the argument"
+            )
 
 
 @dataclass
@@ -48,7 +67,7 @@ class GradientAccumulationPlugin:
 
     Attributes:
         num_steps: micro-batches per optimizer step.
-        adjust_scheduler: kept for compatibility; the scheduler always steps once per real optimizer step.
+        adjust_scheduler: the scheduler steps once per real optimizer step (always on: ``False`` is refused).
         sync_with_dataloader: end the window at the end of a prepared DataLoader.
         sync_each_batch: all-reduce on every micro-batch (uses more bandwidth, less memory).
     """
@@ -60,6 +79,11 @@ class GradientAccumulationPlugin:
 
     def __post_init__(self) -> None:
         _check_int("GradientAccumulationPlugin", "num_steps", self.num_steps, 1)
+        if self.adjust_scheduler is not True:
+            raise ConfigError(
+                "GradientAccumulationPlugin(adjust_scheduler=False) is not supported: a prepared scheduler always "
+                "steps once per real optimizer step; drop the argument"
+            )
 
 
 @dataclass
@@ -72,7 +96,9 @@ class ProjectConfiguration:
         automatic_checkpoint_naming: ``save_state()`` writes ``project_dir/checkpoints/checkpoint_<n>``.
         total_limit: keep at most this many automatic checkpoints (oldest removed).
         iteration: number of the next automatic checkpoint.
-        save_on_each_node: write node-local copies of main-process files on every node.
+        save_on_each_node: the first process of every node writes what the main process writes
+            (``save``, ``save_model``, ``save_state``), for node-local disks; not with FSDP.
+        async_save: ``save_state()`` writes in the background by default (see ``save_state(async_save=...)``).
     """
 
     project_dir: str | Path | None = None
@@ -81,6 +107,7 @@ class ProjectConfiguration:
     total_limit: int | None = None
     iteration: int = 0
     save_on_each_node: bool = False
+    async_save: bool = False
 
     def __post_init__(self) -> None:
         if self.total_limit is not None:
@@ -119,7 +146,13 @@ class DistributedDataParallelKwargs(KwargsHandler):
 
 @dataclass
 class InitProcessGroupKwargs(KwargsHandler):
-    """Options for creating the process group."""
+    """Options for creating the process group (applied when accel creates it, i.e. world size > 1).
+
+    Attributes:
+        backend: ``gloo``, ``nccl``, ... (default: ``nccl`` on GPU, ``gloo`` on CPU).
+        init_method: rendezvous URL (``tcp://host:port``, ``file:///path``, ``env://``); default: the launcher's.
+        timeout: collective timeout.
+    """
 
     backend: str | None = None
     init_method: str | None = None
@@ -145,13 +178,20 @@ class FullyShardedDataParallelPlugin:
         reshard_after_forward: free gathered parameters after forward (ZeRO-3 like) or keep them (ZeRO-2 like).
         auto_wrap_classes: module classes (or their names) that become their own shard units.
         min_num_params: modules with at least this many parameters become shard units (0: off).
-        cpu_ram_efficient_loading: kept for compatibility (no effect).
+        cpu_ram_efficient_loading: ``True`` is refused (every rank loads the model, then it is sharded).
     """
 
     reshard_after_forward: bool = True
     auto_wrap_classes: tuple[type[Any] | str, ...] = field(default_factory=tuple)
     min_num_params: int = 0
     cpu_ram_efficient_loading: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cpu_ram_efficient_loading:
+            raise ConfigError(
+                "FullyShardedDataParallelPlugin(cpu_ram_efficient_loading=True) is not supported: every rank "
+                "builds the whole model, then fully_shard() shards it; drop the argument"
+            )
 
 
 def sort_handlers(handlers: list[KwargsHandler]) -> dict[type, KwargsHandler]:
@@ -175,13 +215,16 @@ def pick_handler(handlers: dict[type, KwargsHandler], kind: type[H]) -> H | None
     return found if isinstance(found, kind) else None
 
 
-def resolve_accumulation(steps: int | None, plugin: GradientAccumulationPlugin | None) -> GradientAccumulationPlugin:
-    """Explicit argument or plugin > ``ACCEL_GRADIENT_ACCUMULATION_STEPS`` > 1."""
+def resolve_accumulation(
+    steps: int | None, plugin: GradientAccumulationPlugin | None, run: RunConfig | None = None
+) -> GradientAccumulationPlugin:
+    """Explicit argument or plugin > the launcher's value (``run``) > 1."""
     if plugin is not None and steps not in (None, 1):
         raise ConfigError("pass gradient_accumulation_steps or gradient_accumulation_plugin, not both")
     if plugin is not None:
         return plugin
-    value: object = steps if steps is not None else env.get_int(env.GRADIENT_ACCUMULATION_STEPS) or 1
+    launched = run.gradient_accumulation_steps if run is not None else None
+    value: object = steps if steps is not None else launched or 1
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"gradient_accumulation_steps={value!r}: expected an integer >= 1")
     return GradientAccumulationPlugin(num_steps=value)

@@ -13,21 +13,20 @@ from typing import Any
 
 import torch
 
+from accel.config.schema import KEYS
 from accel.exceptions import ConfigError, PrecisionError
 from accel.plugins import GradScalerKwargs
 
-MODES = ("no", "bf16", "fp16")
+_KEY = KEYS["mixed_precision"]  # the one table of mode words (config files, flags, variables, arguments)
+MODES = _KEY.choices
 
 
 def check_mode(value: object, where: str = "mixed_precision") -> str:
     """Normalise a mode name ("fp32" and None mean "no"); ConfigError for anything else."""
     if value is None:
         return "no"
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}={value!r}: expected one of {', '.join(MODES)}")
-    mode = value.strip().lower()
-    mode = "no" if mode in ("fp32", "none", "") else mode
-    if mode not in MODES:
+    mode = _KEY.canonical(value) if isinstance(value, str) else None
+    if mode is None:
         raise ConfigError(f"{where}={value!r} is not a mixed-precision mode; use one of {', '.join(MODES)}")
     return mode
 

@@ -47,6 +47,7 @@ class Preparation:
         self.dataloaders: list[PreparedDataLoader] = []
         self.custom_objects: list[Any] = []
         self.hooks: dict[int, list[Any]] = {}
+        self.rng_types: list[str] = []  # Accelerator(rng_types=...): synced when each prepared DataLoader starts
 
     def prepare(self, args: tuple[Any, ...], device_placement: list[bool] | None) -> list[Any]:
         """Prepare ``args`` in dependency order; return them in the given order."""
@@ -137,7 +138,9 @@ class Preparation:
             split_batches=cfg.split_batches,
             even_batches=cfg.even_batches,
             non_blocking=cfg.non_blocking,
+            dispatch_batches=cfg.dispatch_batches,
         )
+        prepared.rng_types = list(self.rng_types)
         self.dataloaders.append(prepared)
         return prepared
 

@@ -47,6 +47,16 @@ class RNGType(str, enum.Enum):
     GENERATOR = "generator"
 
 
+def check_rng_types(rng_types: list[str] | None, where: str) -> list[str]:
+    """The names of ``rng_types`` (strings or :class:`RNGType`); ConfigError naming ``where`` for unknown ones."""
+    names = [str(getattr(t, "value", t)) for t in rng_types or []]
+    unknown = [n for n in names if n not in RNGType._value2member_map_]
+    if unknown:
+        choices = ", ".join(t.value for t in RNGType)
+        raise ConfigError(f"{where}(rng_types={unknown}): unknown type; expected some of {choices}")
+    return names
+
+
 def _broadcast_state(state: torch.Tensor) -> torch.Tensor:
     """Rank 0's copy of a CPU state tensor (through the device when the backend needs it, e.g. nccl)."""
     import torch.distributed as dist
@@ -64,11 +74,7 @@ def synchronize_rng_states(rng_types: list[str] | None = None, generator: torch.
     ``"torch"`` is the CPU generator, ``"cuda"``/``"xpu"``/... the device generators (skipped where that
     device is absent), ``"generator"`` the ``generator`` passed in (e.g. a DataLoader's).
     """
-    names = [RNGType(t).value if t in RNGType._value2member_map_ else str(t) for t in (rng_types or ["torch"])]
-    unknown = [n for n in names if n not in RNGType._value2member_map_]
-    if unknown:
-        choices = ", ".join(t.value for t in RNGType)
-        raise ConfigError(f"synchronize_rng_states(rng_types={unknown}): unknown type; expected some of {choices}")
+    names = check_rng_types(rng_types or ["torch"], "synchronize_rng_states")
     for name in names:
         if name == "torch":
             torch.set_rng_state(_broadcast_state(torch.get_rng_state()))

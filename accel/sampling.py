@@ -9,31 +9,60 @@ ranks, and :attr:`ShardedBatchSampler.padding` says how many were added.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
+
+from accel.exceptions import PrepareError
 
 
-class SeededRandomSampler(Sampler[int]):
-    """A random permutation drawn from ``seed + epoch``: the same on every rank, reproducible on resume."""
+class SeedableRandomSampler(RandomSampler):
+    """A ``RandomSampler`` whose order is drawn from ``seed + epoch``: the same on every rank, reproducible on resume.
 
-    def __init__(self, length: int, seed: int) -> None:
-        self.length = length
-        self.seed = seed
+    Takes ``RandomSampler``'s arguments (``data_source``, ``replacement``, ``num_samples``, ``generator``)
+    and Accelerate's ``data_seed``. The seed is ``data_seed``, else the generator's initial seed, else
+    torch's (so ``set_seed`` controls it). ``set_epoch(e)`` chooses the permutation.
+    """
+
+    def __init__(
+        self,
+        data_source: Sized,
+        replacement: bool = False,
+        num_samples: int | None = None,
+        generator: torch.Generator | None = None,
+        data_seed: int | None = None,
+    ) -> None:
+        super().__init__(data_source, replacement=replacement, num_samples=num_samples, generator=generator)
+        if data_seed is not None:
+            self.seed = int(data_seed)
+        else:
+            self.seed = int(generator.initial_seed() if generator is not None else torch.initial_seed())
         self.epoch = 0
-        self._generator = torch.Generator()
+        self._own = generator if generator is not None else torch.Generator()
+
+    @property
+    def initial_seed(self) -> int:
+        """The seed the order is drawn from (Accelerate's name)."""
+        return self.seed
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the permutation."""
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        self._generator.manual_seed(self.seed + self.epoch)
-        yield from torch.randperm(self.length, generator=self._generator).tolist()
+        self._own.manual_seed(self.seed + self.epoch)
+        self.generator = self._own
+        yield from super().__iter__()
 
-    def __len__(self) -> int:
-        return self.length
+
+class SeededRandomSampler(SeedableRandomSampler):
+    """A seeded permutation of ``range(length)`` (the shuffled order of a prepared DataLoader)."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        super().__init__(range(length), data_seed=seed)
+        self.length = length
 
 
 def _chunk(indices: list[int], parts: int, index: int) -> list[int]:
@@ -60,6 +89,16 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.even_batches = even_batches
         self.skip = 0
         self.padding = 0
+
+    @property
+    def batch_sampler(self) -> Iterable[list[int]]:
+        """The batch sampler over the whole dataset (a custom one as given), as Accelerate exposes it."""
+        return self.base
+
+    @property
+    def sampler(self) -> object:
+        """The index sampler behind :attr:`batch_sampler` (None for a custom batch sampler without one)."""
+        return getattr(self.base, "sampler", None)
 
     def __len__(self) -> int:
         total = len(self.base)  # type: ignore[arg-type]
@@ -113,3 +152,23 @@ class ShardedBatchSampler(Sampler[list[int]]):
                     yield part
             elif self.rank < len(pending):
                 yield pending[self.rank]
+
+
+def seeded_batches(
+    loader: DataLoader[Any], seed: int
+) -> tuple[Sampler[list[int]] | Iterable[list[int]], SeedableRandomSampler | None]:
+    """The loader's batch sampler over the whole dataset, its shuffle replaced by a seeded one (and that sampler).
+
+    A ``SeedableRandomSampler`` the user passed is kept with its own seed; a plain ``RandomSampler``
+    (without replacement) becomes one seeded with ``seed``.
+    """
+    base = loader.batch_sampler
+    if base is None:
+        raise PrepareError("prepare() needs a DataLoader with a batch size (batch_size=None disables batching)")
+    sampler = loader.sampler
+    if isinstance(sampler, SeedableRandomSampler):
+        return base, sampler
+    if type(sampler) is RandomSampler and not sampler.replacement and isinstance(base, BatchSampler):
+        shuffle = SeedableRandomSampler(sampler.data_source, num_samples=sampler.num_samples, data_seed=seed)
+        return BatchSampler(shuffle, base.batch_size, base.drop_last), shuffle
+    return base, None

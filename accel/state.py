@@ -20,8 +20,9 @@ import torch
 import torch.distributed as dist
 
 from accel import env
+from accel.config.run import RunConfig
 from accel.exceptions import ConfigError, StateError
-from accel.group import init_group, process_group_timeout, settle_at_exit
+from accel.group import init_group, leave_at_exit, process_group_timeout
 from accel.world import World, discover
 
 __all__ = [
@@ -37,9 +38,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from accel.accelerator_state import AcceleratorState
-    from accel.data import GradientState
+    from accel.gradient_state import GradientState
 
-_LAZY = {"AcceleratorState": "accel.accelerator_state", "GradientState": "accel.data"}
+_LAZY = {"AcceleratorState": "accel.accelerator_state", "GradientState": "accel.gradient_state"}
 
 
 def __getattr__(name: str) -> Any:
@@ -99,14 +100,22 @@ class PartialState:
         cpu: run on the CPU even when a GPU is present.
         backend: process-group backend; default ``nccl`` on GPU, ``gloo`` on CPU.
         timeout: collective timeout (default ``ACCEL_PROCESS_GROUP_TIMEOUT`` or 30 min).
+        run_config: what the launcher resolved for this run (default: decoded from this process's variables).
+        init_method: how the ranks find each other when accel creates the process group (world size > 1),
+            e.g. ``tcp://10.0.0.1:23456`` or ``file:///shared/rendezvous``; default: from the launch environment.
     """
 
     def __init__(
-        self, cpu: bool | None = None, backend: str | None = None, timeout: datetime.timedelta | None = None
+        self,
+        cpu: bool | None = None,
+        backend: str | None = None,
+        timeout: datetime.timedelta | None = None,
+        run_config: RunConfig | None = None,
+        init_method: str | None = None,
     ) -> None:
         environ = env.snapshot()
-        cpu_env = env.get_bool(env.USE_CPU, environ)
-        self.use_cpu = bool(cpu if cpu is not None else cpu_env) or not torch.cuda.is_available()
+        self.run_config = run_config if run_config is not None else RunConfig.from_environment(environ)
+        self.use_cpu = bool(cpu if cpu is not None else self.run_config.use_cpu) or not torch.cuda.is_available()
         self.world = discover(environ)
         if self.use_cpu:
             self.device = torch.device("cpu")
@@ -115,10 +124,10 @@ class PartialState:
             torch.cuda.set_device(self.device)
         self.backend = backend or ("gloo" if self.device.type == "cpu" else "nccl")
         if self.world.world_size > 1 and not dist.is_initialized():
-            init_group(self.world, self.backend, timeout or process_group_timeout(environ))
-        if dist.is_initialized():  # ours or adopted: gloo needs a moment at exit either way
-            settle_at_exit(str(dist.get_backend()))
-        requested = env.get_int(env.REQUESTED_WORLD_SIZE, environ)
+            init_group(self.world, self.backend, timeout or process_group_timeout(environ), init_method)
+        if dist.is_initialized():  # ours or adopted: left in order at exit either way
+            leave_at_exit()
+        requested = self.run_config.requested_world_size
         if requested is not None and requested != self.num_processes:
             raise StateError(
                 f"the launch asked for {requested} processes but this process sees a world of "

@@ -111,11 +111,12 @@ def main() -> None:
 
         (w, wr), (r, rr), (s, sr), (lo, lr) = rate(writes), rate(reads), rate(saves), rate(loads)
         print(f"model: {n_params / 1e6:.1f}M parameters + AdamW state; checkpoint {mb:.0f} MB in {root.parent}")
-        print(f"median of {args.repeat} interleaved runs, MB/s [slowest-fastest]")
-        print(f"disk sequential write+fsync  {w:6.0f} {wr}")
-        print(f"disk sequential read (cold)  {r:6.0f} {rr}")
-        print(f"save_state                   {s:6.0f} {sr}  {s / w:.0%} of disk write")
-        print(f"load_state (cold cache)      {lo:6.0f} {lr}  {lo / r:.0%} of disk read")
+        print(f"median of {args.repeat} interleaved runs, MB/s [slowest-fastest]\n")
+        print("| run | disk write+fsync | disk read (cold) | save_state | load_state |\n|---|---|---|---|---|")
+        print(
+            f"| {args.repeat} repeats | {w:.0f} {wr} | {r:.0f} {rr} | {s:.0f} {sr} ({s / w:.0%}) "
+            f"| {lo:.0f} {lr} ({lo / r:.0%}) |"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

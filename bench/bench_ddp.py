@@ -2,13 +2,15 @@
 
 usage: python bench/bench_ddp.py [--rounds 3] [--blocks 7] [--smoke] [--json OUT]
 
-Each round launches ``bench/ddp_worker.py`` three times, the order rotating round by round:
+Each round launches ``bench/ddp_worker.py`` four times, the order rotating round by round:
 ``torchrun --standalone --nproc-per-node 2`` with the plain DDP loop (the limit), ``accel launch
 --num_processes 2`` with accel's loop, and ``accelerate launch --cpu --multi_gpu --num_processes 2``
 (from the peer venv, :mod:`bench.peer`) with Accelerate's loop. Every launch measures every
 configuration (tiny ``Linear(10, 1)`` and the 4 x 1024 MLP, accumulation 1 and 4). Inside the
-framework launches the plain DDP loop also runs, block-interleaved, on the same process group: the
-in-process ratio isolates the library from launcher and machine drift. Every rank runs one intra-op
+framework launches the plain DDP loop also runs, micro-step by micro-step interleaved, on the same
+process group: the in-process ratio isolates the library from launcher and machine drift. A fourth
+launch (torchrun, the plain loop against a second copy of itself) is the control: its in-process
+ratio is the method's noise floor on this machine. Every rank runs one intra-op
 thread (``OMP_NUM_THREADS=1``, as torchrun sets for several ranks).
 """
 
@@ -38,6 +40,7 @@ def commands(peer_python: str | None) -> dict[str, list[str]]:
     py = sys.executable
     cmds = {
         "raw": [py, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
+        "twin": [py, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
         "accel": [py, "-m", "accel", "launch", "--quiet", "--num_processes", "2"],
     }
     if peer_python:
@@ -89,7 +92,11 @@ def table(data: dict[str, Any]) -> str:
         for impl in [n for n in per if n != "raw"]:
             own = per[impl][c]["framework"]
             paired = [f / p for f, p in zip(own, per[impl][c]["plain"], strict=True)]
-            label = {"accel": "`accel launch` + accel", "accelerate": "`accelerate launch` + Accelerate"}[impl]
+            label = {
+                "twin": "torchrun + plain DDP, 2nd copy (control)",
+                "accel": "`accel launch` + accel",
+                "accelerate": "`accelerate launch` + Accelerate",
+            }[impl]
             lines.append(
                 f"| {model} | {accum} | {label} | {common.spread(own)} | {statistics.median(own) / raw:.3f} "
                 f"| {statistics.median(paired):.3f} [{min(paired):.3f}-{max(paired):.3f}] |"
@@ -109,7 +116,7 @@ def main() -> None:
     data = run(rounds, blocks, configs, args.peer_python or peer.python())
     if args.json:
         args.json.write_text(json.dumps(data, indent=1))
-    print(f"DDP steady state, 2 CPU ranks: {rounds} rounds x {blocks} blocks; load {common.load_range(data['load'])}")
+    print(f"DDP steady state, 2 CPU ranks: {rounds} rounds x {blocks} blocks; load {common.load_range(data['load'])}\n")
     print(table(data))
 
 

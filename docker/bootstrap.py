@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if "python" in steps:
         build_python(matrix, cell, args.offline, args.force)
     if "wheels" in steps:
-        fill(cell, args.force)
+        fill(cell, args.force, str(matrix.get("torch_index", {}).get(str(cell["variant"]), "")))
     if "image" in steps:
         build_image(cell, args.force, args.no_cache)
     say(f"done in {time.monotonic() - start:.1f} s")

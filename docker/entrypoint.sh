@@ -4,12 +4,16 @@
 #   IMAGE                          -> accel launch /opt/accel/example/train.py --output_dir /output
 #   IMAGE script.py [args]         -> accel launch script.py [args]
 #   IMAGE --num_processes 4 s.py   -> accel launch --num_processes 4 s.py   (launcher options first)
+#   IMAGE --verify                 -> accel env --verify (is the venv still the one the image was built with?)
 #   IMAGE anything else            -> run as given (accel env, python, bash, pytest, ...)
 #
 # Before a launch it checks the container set-up and warns: a small /dev/shm (Docker's default is
 # 64 MB; gloo/NCCL and DataLoader workers need more: --shm-size / compose shm_size), no init
 # process as PID 1 (--init / compose init: true), and an output folder this user cannot write.
 # Then it execs the launcher, so signals reach it directly and its exit code is the container's.
+#
+# Any uid works (compose: ACCEL_UID, docker run --user): a user without a home of its own (Docker
+# then sets HOME=/) gets a private one under /tmp, for the caches of pip, torch and the like.
 set -eu
 
 warn() { printf 'accel-entrypoint: warning: %s\n' "$*" >&2; }
@@ -28,12 +32,22 @@ check_runtime() {
 	fi
 	out=${ACCEL_OUTPUT_DIR:-/output}
 	if [ -d "$out" ] && [ ! -w "$out" ]; then
-		warn "$out is not writable by uid $(id -u); create the host folder first (mkdir -p output)," \
-			"or run with --user \"\$(id -u):\$(id -g)\"."
+		warn "$out (owner uid $(stat -c %u "$out")) is not writable by uid $(id -u); with compose, give the same" \
+			"ACCEL_UID (and ACCEL_GID) to every command so that output-init chowns it for that user;" \
+			"with docker run, pass --user with the uid that owns the host folder."
 	fi
 }
 
+if [ -z "${HOME:-}" ] || [ ! -w "$HOME" ]; then
+	HOME=/tmp/accel-home-$(id -u)
+	mkdir -p -m 0700 "$HOME"
+	export HOME
+fi
+
 case "${1:-}" in
+--verify)
+	set -- accel env --verify
+	;;
 -* | *.py)
 	set -- accel launch "$@"
 	;;

@@ -155,14 +155,16 @@ def build_image(cell: Cell, force: bool, no_cache: bool = False) -> str:
     if not (force or no_cache) and inspect(tag, '{{index .Config.Labels "org.accel.inputs"}}') == key:
         say(f"{tag}: up to date (inputs sha256 {key[:12]}), reused: {inspect(tag, '{{.Id}}')}")
         return inspect(tag, "{{.Id}}")
-    raw = f"accel-cache:{cell['id']}-raw"
+    raw = f"accel-cache:{cell['id']}-raw-{os.getpid()}"  # unique: concurrent builds of a cell do not collide
     with step(f"docker build -> {tag}"):
-        docker_build(cell, args, "builder", f"accel-cache:{cell['id']}-builder", no_cache)
+        if not no_cache:  # the builder stage tagged, so that its layers stay cached for the next build
+            docker_build(cell, args, "builder", f"accel-cache:{cell['id']}-builder", no_cache=False)
         docker_build(cell, args, "runtime", raw, no_cache)
     show = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "cat", raw, f"{ENVIRONMENT}/environment.json"]
     identity = subprocess.run(show, capture_output=True, text=True, check=True).stdout
     venv_sha = json.loads(identity)["venv_sha256"]
     labels = {
+        **host_free(json.loads(inspect(raw, "{{json .Config.Labels}}") or "{}")),
         "org.accel.inputs": key,
         "org.accel.lock.sha256": lock_sha256(lock_dir(cell) / RUNTIME_LOCK),
         "org.accel.venv.sha256": venv_sha,
@@ -174,6 +176,11 @@ def build_image(cell: Cell, force: bool, no_cache: bool = False) -> str:
     size = int(inspect(tag, "{{.Size}}") or 0)
     say(f"{tag}: {result.image_id} ({result.rewritten} layers normalised), {size / 1e9:.3f} GB, venv {venv_sha[:12]}")
     return result.image_id
+
+
+def host_free(labels: dict[str, str]) -> dict[str, str]:
+    """Inherited labels with any host path cut off (older bootstrap bases named the CPython prefix)."""
+    return {k: v.split("-from-/", 1)[0] for k, v in labels.items() if "-from-/" in v}
 
 
 def prune(raw: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,12 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cells import CACHE, LOCKS, ROOT, BuildInputError, Cell, cells, find_cell, load_matrix, normalise_name
 from lockfile import (
     DEV_LOCK,
+    HOST,
     RUNTIME_LOCK,
     TOOLS,
     Entry,
     Lock,
     LockFormatError,
     dev_inputs,
+    host_cell,
+    host_inputs,
     inputs_digest,
     lock_dir,
     platform_tags,
@@ -109,7 +113,14 @@ class UnresolvedError(Exception):
     pass
 
 
+NO_WHEELS = re.compile(r"(\S+) has no wheels with a matching ([\w ]+? tag) \(e\.g\., `([^`]+)`\)")
+
+
 def one_line(text: str) -> str:
+    """uv's failure as one stable line (its wording of an unsatisfiable pin varies between runs)."""
+    missing = sorted({f"{m[1]} has no wheel with a matching {m[2]} ({m[3]})" for m in NO_WHEELS.finditer(text)})
+    if missing:
+        return "no solution: " + "; ".join(missing)
     lines = [line.strip(" \u2502\u2570\u2500\u25b6\u00d7") for line in text.strip().splitlines()]
     return " ".join(line for line in lines if line and not line.startswith("hint"))[:400]
 
@@ -133,6 +144,17 @@ def entries_from(cell: Cell, pylock: dict[str, object]) -> list[Entry]:
         _, filename, sha = min(wheels)
         entries.append(Entry(normalise_name(package["name"]), str(package["version"]), sha, filename))
     return entries
+
+
+def resolve_host(cell: Cell) -> Lock:
+    """docker/locks/host/requirements-dev.txt: the host's tox environments, one file."""
+    lock = Lock(HOST, str(cell["python"]), target_platform(cell), inputs_digest(cell))
+    with tempfile.TemporaryDirectory(prefix="accel-lock-") as tmp:
+        try:
+            lock.entries = entries_from(cell, compile_pylock(cell, host_inputs(cell), [], Path(tmp)))
+        except UnresolvedError as exc:
+            lock.unresolved = str(exc)
+    return lock
 
 
 def resolve(cell: Cell) -> tuple[Lock, Lock]:
@@ -183,7 +205,7 @@ def read_or_none(path: Path) -> Lock | None:
 
 def write(matrix: dict[str, object], selected: list[Cell]) -> int:
     uv()
-    known = {str(c["id"]) for c in cells(matrix)}
+    known = {str(c["id"]) for c in cells(matrix)} | {HOST}
     for stale in sorted(p for p in LOCKS.glob("*") if p.is_dir() and p.name not in known):
         say(f"{stale.name}: removing the lock of a cell docker/matrix.json no longer has")
         shutil.rmtree(stale)
@@ -205,6 +227,18 @@ def write(matrix: dict[str, object], selected: list[Cell]) -> int:
             else f"{len(runtime.entries)} + {len(dev.entries)} dev"
         )
         say(f"{cell['id']}: {state}")
+    if len(selected) == len(cells(matrix)):
+        host = resolve_host(host_cell(find_cell(matrix, None)))
+        path = LOCKS / HOST / DEV_LOCK
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = diff(HOST, read_or_none(path), host)
+        changes += len(lines)
+        for line in lines:
+            say(line)
+        path.write_text(
+            host.render("accel lock for the host's test environments (tox): accel's dependencies and dev extra")
+        )
+        say(f"{HOST}: {f'unresolved: {host.unresolved}' if host.unresolved else f'{len(host.entries)} distributions'}")
     say(f"{changes} change(s)" if changes else "no changes")
     return 0
 
@@ -227,11 +261,26 @@ def check(matrix: dict[str, object], selected: list[Cell], root: Path = ROOT) ->
             if lock.inputs != digest or lock.python != str(cell["python"]):
                 problems.append(f"{cell['id']}: {path.relative_to(root)} no longer matches its inputs")
                 problems += [f"  {line}" for line in pin_drift(cell, lock, name, root)]
-    known = {str(c["id"]) for c in cells(matrix)}
+    if len(selected) == len(cells(matrix)):
+        problems += check_host(host_cell(find_cell(matrix, None)), root)
+    known = {str(c["id"]) for c in cells(matrix)} | {HOST}
     folder = root / "docker" / "locks"
     problems += [f"{p.name}: lock of a cell docker/matrix.json no longer has" for p in sorted(folder.glob("*"))
                  if p.is_dir() and p.name not in known]  # fmt: skip
     return problems
+
+
+def check_host(cell: Cell, root: Path) -> list[str]:
+    path = root / "docker" / "locks" / HOST / DEV_LOCK
+    try:
+        lock = read(path)
+    except FileNotFoundError:
+        return [f"{HOST}: no lock {path.relative_to(root)}"]
+    except LockFormatError as exc:
+        return [f"{HOST}: {exc}"]
+    if lock.inputs == inputs_digest(cell, root):
+        return []
+    return [f"{HOST}: {path.relative_to(root)} no longer matches pyproject.toml's dependencies and dev extra"]
 
 
 def pin_drift(cell: Cell, lock: Lock, name: str, root: Path) -> list[str]:

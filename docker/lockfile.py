@@ -18,6 +18,7 @@ no entries; building it then stops with that reason.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
@@ -159,14 +160,33 @@ def platform_tags(cell: Cell) -> list[str]:
     return tags
 
 
+HOST = "host"
+
+
+def host_cell(default: Cell) -> Cell:
+    """The host's test environment (tox): the default cell's Python and torch, plus accel's dev extras."""
+    return {"id": HOST, "python": default["python"], "libc": "glibc", "variant": "cpu", "torch": default["torch"]}
+
+
+def host_inputs(cell: Cell, root: Path = ROOT) -> list[str]:
+    """accel's dependencies and its ``dev`` extra (pyproject.toml), with the cell's torch."""
+    text = (root / "pyproject.toml").read_text()
+    deps = re.search(r"^dependencies = (\[.*?\])$", text, re.M | re.S)
+    dev = re.search(r"^dev = (\[.*?\])$", text, re.M | re.S)
+    if deps is None or dev is None:
+        raise LockFormatError("pyproject.toml: no `dependencies = [...]` or `dev = [...]` to lock for the host")
+    pins = [p for p in ast.literal_eval(deps[1]) + ast.literal_eval(dev[1]) if not p.startswith("torch")]
+    return [f"torch=={cell['torch']}", *sorted(pins), *requirements_for(str(cell["python"]), BUILD_PINS, root)]
+
+
 def inputs_digest(cell: Cell, root: Path = ROOT) -> str:
     """sha256 over everything a lock is resolved from (no host paths, no time)."""
     record = {
         "cell": {key: cell.get(key) for key in ("id", "python", "libc", "variant", "torch")},
         "platform": target_platform(cell),
         "platform_tags": platform_tags(cell),
-        "runtime": runtime_inputs(cell, root),
-        "dev": dev_inputs(cell, root),
+        "runtime": host_inputs(cell, root) if cell["id"] == HOST else runtime_inputs(cell, root),
+        "dev": [] if cell["id"] == HOST else dev_inputs(cell, root),
         "tools": tool_pins(root),
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()

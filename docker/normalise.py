@@ -17,6 +17,7 @@ its hostname and the intermediate image in the config. BuildKit's ``rewrite-time
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -37,6 +38,15 @@ class Normalised:
     image_id: str
     diff_ids: list[str]
     rewritten: int
+
+
+def _copy(member: tarfile.TarInfo, **changes: object) -> tarfile.TarInfo:
+    """A changed copy of a header (TarInfo.replace is missing from Debian bookworm's Python 3.11.2)."""
+    info = copy.copy(member)
+    info.pax_headers = dict(member.pax_headers)
+    for key, value in changes.items():
+        setattr(info, key, value)
+    return info
 
 
 def _clamped(member: tarfile.TarInfo, epoch: int) -> tarfile.TarInfo:
@@ -72,12 +82,12 @@ def rewrite_layer(source: IO[bytes], dest: IO[bytes], epoch: int) -> str:
                     head = first[member.linkname]
                     if head == member.name:  # this link now carries the data of its target
                         data_from = by_name[member.linkname]
-                        info = _clamped(data_from.replace(name=member.name), epoch)
+                        info = _clamped(_copy(data_from, name=member.name), epoch)
                         out.addfile(info, layer.extractfile(data_from))
                     else:
-                        out.addfile(_clamped(member.replace(linkname=head), epoch))
+                        out.addfile(_clamped(_copy(member, linkname=head), epoch))
                 elif member.name in first and first[member.name] != member.name:
-                    info = _clamped(member.replace(type=tarfile.LNKTYPE, linkname=first[member.name], size=0), epoch)
+                    info = _clamped(_copy(member, type=tarfile.LNKTYPE, linkname=first[member.name], size=0), epoch)
                     out.addfile(info)
                 elif member.isfile():
                     out.addfile(_clamped(member, epoch), layer.extractfile(member))

@@ -61,6 +61,8 @@ def main() -> int:
         config = os.environ.get("ACCEL_CONFIG_FILE", "")
         if config and config not in env.stdout:
             raise SystemExit(f"smoke: `accel env` does not name the baked config {config}")
+        if os.path.isdir("/opt/accel/environment") and "(matches)" not in env.stdout:
+            raise SystemExit("smoke: the venv is not the one sealed at build time (see `accel env --verify`)")
     print(f"smoke: ok (imports {import_s:.2f} s, total {time.monotonic() - start:.2f} s)")
     return 0
 

@@ -100,7 +100,7 @@ def verify(cell: Cell) -> tuple[Lock, Lock]:
     return runtime, dev
 
 
-def fill(cell: Cell, force: bool) -> None:
+def fill(cell: Cell, force: bool, extra_index: str = "") -> None:
     runtime, dev = locks_for(cell)
     entries = runtime.entries + dev.entries
     dest = wheelhouse_for(cell)
@@ -117,7 +117,13 @@ def fill(cell: Cell, force: bool) -> None:
             (dest / entry.filename).unlink()
         missing.append(entry)
     if missing:
-        download(cell, missing, dest)
+        try:
+            download(cell, missing, dest)
+        except BuildInputError:
+            if not extra_index:
+                raise
+            say(f"{cell['id']}: not all locked wheels are on this host's indexes; trying {extra_index} too")
+            download(cell, missing, dest, extra_index)
     bad = problems(cell, entries, dest)
     if bad:
         raise BuildInputError(bad[0][1])
@@ -130,7 +136,7 @@ def fill(cell: Cell, force: bool) -> None:
     )
 
 
-def download(cell: Cell, entries: list[Entry], dest: Path) -> None:
+def download(cell: Cell, entries: list[Entry], dest: Path, extra_index: str = "") -> None:
     """pip download of exactly these files, in hash-checking mode, for the cell's Python and platform."""
     minor = str(cell["python"])
     abi = "cp" + minor.replace(".", "")
@@ -139,6 +145,8 @@ def download(cell: Cell, entries: list[Entry], dest: Path) -> None:
     cmd += ["--abi", abi, "--abi", "abi3", "--abi", "none"]
     for tag in platform_tags(cell):
         cmd += ["--platform", tag]
+    if extra_index:  # e.g. PyTorch's CPU index: the hashes still decide what is accepted
+        cmd += ["--extra-index-url", extra_index]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="accel-lock-") as req:
         req.write("".join(f"{e.name}=={e.version} --hash=sha256:{e.sha256}\n" for e in entries))
         req.flush()

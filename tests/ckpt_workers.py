@@ -211,3 +211,30 @@ def quickstart_save(tmp: str, fsdp: bool, every_rank: bool) -> dict[str, Any]:
         acc.wait_for_everyone()
     torch.distributed.destroy_process_group()
     return {"error": error, "written": (Path(tmp) / "out" / "model.safetensors").is_file()}
+
+
+def _plain_epoch(acc: Accelerator, model: torch.nn.Module, opt: torch.optim.Optimizer, loader: DataLoader) -> None:
+    for x, y in loader:
+        acc.backward(torch.nn.functional.mse_loss(model(x), y))
+        opt.step()
+        opt.zero_grad()
+
+
+def async_on_ranks(directory: str) -> list[float]:
+    """An asynchronous save on every rank, training on while it is written, then a load: weight differences."""
+    acc = Accelerator(cpu=True)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    data = TensorDataset(torch.randn(32, 4), torch.randn(32, 1))
+    model, opt, loader = acc.prepare(
+        model, torch.optim.AdamW(model.parameters(), lr=0.1), DataLoader(data, batch_size=4)
+    )
+    _plain_epoch(acc, model, opt, loader)
+    saved = [float(v) for v in acc.unwrap_model(model).weight.detach().flatten()]
+    acc.save_state(directory, async_save=True)
+    _plain_epoch(acc, model, opt, loader)
+    acc.wait_for_checkpoint()  # every rank: the main process's write is published when it returns
+    acc.load_state(directory)
+    loaded = [float(v) for v in acc.unwrap_model(model).weight.detach().flatten()]
+    acc.state.destroy_process_group()
+    return [a - b for a, b in zip(saved, loaded, strict=True)]

@@ -65,26 +65,31 @@ def free_port() -> int:
 
 def dist_run(fn: Callable[..., Any], *args: Any, nproc: int = 2) -> dict[int, Any]:
     """Run ``fn(*args)`` on ``nproc`` real gloo ranks through torch's elastic launcher; return {rank: result}."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=nproc,
-        run_id=uuid.uuid4().hex,
-        rdzv_backend="c10d",
-        rdzv_endpoint=f"127.0.0.1:{free_port()}",
-        rdzv_configs={"timeout": 60},
-        max_restarts=0,
-        monitor_interval=0.1,
-        start_method="spawn",
-        local_addr="127.0.0.1",
-    )
+    from accel.launch.elastic import scratch_dir
+
     saved = dict(os.environ)
     os.environ["ACCEL_USE_CPU"] = "1"
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     try:
-        return dict(elastic_launch(config, fn)(*args))
+        with scratch_dir() as logs:  # nothing left in the temp folder (torchelastic_*, pytorch-errorfile-*)
+            config = LaunchConfig(
+                min_nodes=1,
+                max_nodes=1,
+                nproc_per_node=nproc,
+                run_id=uuid.uuid4().hex,
+                rdzv_backend="c10d",
+                rdzv_endpoint=f"127.0.0.1:{free_port()}",
+                rdzv_configs={"timeout": 60},
+                max_restarts=0,
+                monitor_interval=0.1,
+                start_method="spawn",
+                local_addr="127.0.0.1",
+                logs_specs=DefaultLogsSpecs(log_dir=logs),
+            )
+            return dict(elastic_launch(config, fn)(*args))
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -33,3 +34,30 @@ def test_every_cell_gets_exactly_one_pin_of_each_package(bootstrap: ModuleType) 
         names = [pin.split("==")[0] for pin in pins]
         assert all("==" in pin for pin in pins), pins
         assert len(names) == len(set(names)) and "numpy" in names, (python, pins)
+
+
+def fake_cpython(root: Path, version: str) -> Path:
+    """A pyenv-like install whose interpreter reports ``version``."""
+    minor = ".".join(version.split(".")[:2])
+    prefix = root / "versions" / version
+    (prefix / "lib" / f"python{minor}").mkdir(parents=True)
+    (prefix / "bin").mkdir()
+    exe = prefix / "bin" / f"python{minor}"
+    exe.write_text(f"#!/bin/sh\necho {version}\n")
+    exe.chmod(0o755)
+    return prefix
+
+
+def test_any_cpython_of_the_cells_minor_version_will_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(ROOT / "docker"))
+    try:
+        import bases
+    finally:
+        sys.path.remove(str(ROOT / "docker"))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    fake_cpython(tmp_path, "3.12.4")
+    newest = fake_cpython(tmp_path, "3.12.10")
+    fake_cpython(tmp_path, "3.13.0")
+    assert bases.find_cpython("3.12", "3.12.1") == (newest, "3.12.10")
+    preferred = fake_cpython(tmp_path, "3.12.1")
+    assert bases.find_cpython("3.12", "3.12.1") == (preferred, "3.12.1")

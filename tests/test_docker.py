@@ -9,15 +9,18 @@ unchanged checkout takes seconds thanks to the layer cache.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_helpers import IMAGE, SIZE_BUDGET, Docker, require_docker
+from docker_helpers import IMAGE, LABEL, ROOT, SIZE_BUDGET, Docker, require_docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
@@ -167,3 +170,77 @@ def test_tests_service_runs_pytest_on_the_checkout(docker: Docker) -> None:
     code = "import accel, pytest; print(accel.__file__, pytest.__version__)"
     result = docker.compose("run", "-T", "--rm", "tests", "python", "-c", code).check()
     assert "/src/accel/__init__.py" in result.output
+
+
+def test_compose_runs_as_accel_uid(docker: Docker, output: Path) -> None:
+    """ACCEL_UID=1234: output-init chowns /output for that uid, the job runs as it, with a home it can write."""
+    env = env_for(output, ACCEL_UID="1234")
+    probe = "import os, pathlib; h = pathlib.Path.home(); (h / 'p').touch(); print('ids', os.getuid(), os.getgid(), h)"
+    try:
+        train = docker.compose_run(
+            "train", "train.py", "--output_dir", "/output", "--steps", "20", env=env, options=["--rm"]
+        )
+        who = docker.compose_run("train", "python", "-c", probe, env=env, options=["--rm"])
+    finally:  # hand the folder back to the user running the tests
+        owner = f"{os.getuid()}:{os.getgid()}"
+        docker.docker(
+            "run", "--rm", "-u", "0", "-v", f"{output}:/output", "--entrypoint", "chown", IMAGE, "-R", owner, "/output"
+        )
+    train.check()
+    who.check()
+    assert re.search(r"^ids 1234 1234 /", who.output, re.MULTILINE), who.output
+    assert (output / "model" / "model.safetensors").is_file(), train.output
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a test runner started in the background ignores it
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_compose_run_stops_with_a_checkpoint(docker: Docker, output: Path, tmp_path: Path, signum: int) -> None:
+    """docker/compose-run: Ctrl-C (SIGINT to the terminal's process group) or SIGTERM (a CI runner
+    cancelling) to the client saves a checkpoint on every rank and exits 143; no container is left."""
+    label = f"{LABEL}={docker.run_id}-{signum}"
+    command = ["train.py", "--output_dir", "/output", "--steps", "100000", "--step_delay", "0.02", "--log_every", "10"]
+    client_log = tmp_path / "client.log"
+    env = {**os.environ, **env_for(output), "COMPOSE_PROJECT_NAME": docker.project}
+    with client_log.open("wb") as log:
+        client = subprocess.Popen(
+            ["docker/compose-run", "--label", label, "train", *command],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_sigint_default,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "step   10/" not in client_log.read_text():
+            assert client.poll() is None and time.monotonic() < deadline, client_log.read_text()
+            time.sleep(0.5)
+        start = time.monotonic()
+        if signum == signal.SIGINT:
+            os.killpg(client.pid, signum)  # what Ctrl-C at a terminal does
+        else:
+            client.send_signal(signum)
+        returncode = client.wait(timeout=120)
+        stopped_in = time.monotonic() - start
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        for _ in range(30):  # --rm: the engine removes the container just after it exits
+            left = docker.docker("ps", "-aq", "--filter", f"label={label}").output.split()
+            if not left:
+                break
+            time.sleep(0.5)
+        if left:
+            docker.docker("rm", "-f", *left)
+    out = client_log.read_text()
+    print(f"\n[docker] compose-run stopped by {signal.Signals(signum).name} in {stopped_in:.1f} s, exit {returncode}")
+    assert returncode == 128 + signal.SIGTERM, out
+    assert not left, f"containers left running: {left}\n{out}"
+    saved = re.search(r"SIGTERM: saved (/output/project/checkpoints/checkpoint_\d+)", out)
+    assert saved, out
+    assert (output / saved.group(1).removeprefix("/output/") / "manifest.json").is_file()

@@ -181,3 +181,157 @@ def test_get_logger_level_from_the_argument_or_the_environment(monkeypatch) -> N
     assert get_logger("parity.level.a", log_level="debug").logger.level == logging.DEBUG
     monkeypatch.setenv("ACCEL_LOG_LEVEL", "WARNING")
     assert get_logger("parity.level.b").logger.level == logging.WARNING
+
+
+def _ids(loader) -> list[list[int]]:
+    return [b.tolist() for b in loader]
+
+
+def test_prepare_data_loader_at_module_level_shards_like_prepare() -> None:
+    from torch.utils.data import DataLoader
+
+    import accel
+    from accel.data_loader import SeedableRandomSampler, prepare_data_loader
+
+    assert accel.prepare_data_loader is prepare_data_loader
+    source = DataLoader(torch.arange(10), batch_size=2, shuffle=True)
+    shards = [prepare_data_loader(source, num_processes=2, process_index=r, data_seed=4) for r in (0, 1)]
+    parts = [_ids(s) for s in shards]
+    flat = sorted(i for part in parts for b in part for i in b)
+    assert flat == list(range(10)) and len(parts[0]) == 3 and len(parts[1]) == 3 - 1 + 1
+    assert shards[0].dataset is source.dataset and shards[0].batch_size == 2
+    assert isinstance(shards[0].sampler, SeedableRandomSampler) and shards[0].sampler.initial_seed == 4
+    again = prepare_data_loader(source, num_processes=2, process_index=0, data_seed=4)
+    assert _ids(again) == parts[0]
+    split = prepare_data_loader(
+        DataLoader(torch.arange(8), batch_size=4), num_processes=2, process_index=1, split_batches=True
+    )
+    assert split.batch_size == 2 and _ids(split) == [[2, 3], [6, 7]]
+    with pytest.raises(ValueError, match="pass data_seed="):
+        prepare_data_loader(source, num_processes=2, process_index=0)
+    with pytest.raises(ValueError, match="process_index=2"):
+        prepare_data_loader(source, num_processes=2, process_index=2, data_seed=1)
+    for kwargs in ({"slice_fn_for_dispatch": len}, {"use_stateful_dataloader": True}, {"torch_device_mesh": 1}):
+        with pytest.raises(ValueError, match="not supported"):
+            prepare_data_loader(source, data_seed=1, **kwargs)
+    with pytest.raises(ValueError, match=r"prepare_data_loader\(rng_types=\['numpy'\]\): unknown type"):
+        prepare_data_loader(source, data_seed=1, rng_types=["numpy"])
+    kept = prepare_data_loader(source, data_seed=1, rng_types=["generator", "torch"], use_seedable_sampler=True)
+    assert kept.rng_types == ["generator", "torch"] and _ids(kept)
+
+
+def test_a_custom_batch_sampler_is_reachable_as_accelerate_exposes_it() -> None:
+    from torch.utils.data import DataLoader, Sampler
+
+    from accel import Accelerator
+
+    class Pairs(Sampler[list[int]]):
+        def __len__(self) -> int:
+            return 3
+
+        def __iter__(self):
+            yield from ([0, 5], [1, 4], [2, 3])
+
+    custom = Pairs()
+    loader = Accelerator(cpu=True).prepare(DataLoader(torch.arange(6), batch_sampler=custom))
+    assert loader.batch_sampler.batch_sampler is custom
+    assert loader.batch_size is None and _ids(loader) == [[0, 5], [1, 4], [2, 3]]
+    plain = Accelerator(cpu=True).prepare(DataLoader(torch.arange(6), batch_size=3))
+    assert plain.batch_size == 3 and plain.batch_sampler.batch_sampler.batch_size == 3
+    assert isinstance(plain.sampler, torch.utils.data.SequentialSampler)
+
+
+def test_seedable_random_sampler_takes_accelerates_arguments() -> None:
+    from torch.utils.data import DataLoader
+
+    from accel import Accelerator
+    from accel.data_loader import SeedableRandomSampler
+
+    data = list(range(10))
+    sampler = SeedableRandomSampler(data_source=data, num_samples=15, generator=torch.Generator().manual_seed(8))
+    first = list(sampler)
+    assert len(first) == 15 and set(first) == set(data) and sampler.initial_seed == 8
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    assert list(SeedableRandomSampler(data, data_seed=8)) == list(SeedableRandomSampler(data, data_seed=8))
+    mine = SeedableRandomSampler(data, data_seed=21)
+    loader = Accelerator(cpu=True).prepare(DataLoader(data, batch_size=5, sampler=mine))
+    assert loader.sampler is mine and loader.state_dict()["seed"] == 21
+    mine.set_epoch(0)
+    assert [i for b in loader for i in b.tolist()] == list(mine)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize(
+    ("n", "batch", "split", "iterable"), [(9, 2, False, False), (10, 4, True, False), (8, 2, False, True)]
+)
+def test_dispatch_batches_main_process_reads_and_ranks_get_the_same_batches(n, batch, split, iterable) -> None:
+    from conftest import dist_run
+    from parity_workers import dispatched
+
+    plain = dist_run(dispatched, n, batch, False, split, iterable)
+    sent = dist_run(dispatched, n, batch, True, split, iterable)
+    assert sent[1]["reads"] == 0 and sent[0]["reads"] == 2 * n  # two epochs, all read by rank 0
+    assert plain[1]["reads"] > 0
+    for r in (0, 1):
+        assert sent[r]["len"] == len(sent[r]["batches"])
+    assert sorted(sent[0]["metrics"]) == list(range(n)) == sorted(plain[0]["metrics"])
+    if iterable:  # every rank read the stream itself and kept every 2nd batch: the same batches
+        assert sent[0]["batches"] == plain[0]["batches"] and sent[1]["batches"] == plain[1]["batches"]
+    elif not split:  # the same batches per rank as without dispatching, except the (balanced) last round
+        assert sent[0]["batches"][:-1] == plain[0]["batches"][:-1]
+        assert sent[1]["batches"][:-1] == plain[1]["batches"][:-1]
+        assert sent[1]["batches"][-1] == sent[0]["batches"][-1]  # repeated; gather_for_metrics drops it
+
+
+@pytest.mark.multiprocess
+def test_dispatch_batches_without_even_batches_stops_the_short_rank() -> None:
+    from conftest import dist_run
+    from parity_workers import dispatched
+
+    results = dist_run(dispatched, 5, 2, True, False, False, False)
+    assert len(results[0]["batches"]) == 2 and len(results[1]["batches"]) == 1
+    assert sorted(results[0]["metrics"]) == list(range(5))
+
+
+@pytest.mark.multiprocess
+def test_debug_mode_names_each_ranks_shape_instead_of_hanging() -> None:
+    from conftest import dist_run
+    from parity_workers import debug_shapes
+
+    results = dist_run(debug_shapes)
+    for r in (0, 1):
+        out = results[r]
+        assert out["gather_uneven_ok"] == 3 and out["pad_ok"] == [2, 2]
+        assert "accel.utils.reduce" in out["reduce"] and "rank 0: [2]; rank 1: [3]" in out["reduce"]
+        assert "rank 0: [2, 1]; rank 1: [2, 2]" in out["gather"] and "beyond the first dimension" in out["gather"]
+        assert "rank 0: [2], [1, 3]; rank 1: [2], [2, 3]" in out["nested"]
+
+
+@pytest.mark.multiprocess
+def test_accelerator_rng_types_sync_the_torch_generator_when_an_epoch_starts() -> None:
+    from conftest import dist_run
+    from parity_workers import rng_types_epoch
+
+    synced = dist_run(rng_types_epoch, ["torch"])
+    assert synced[0]["draw"] == synced[1]["draw"]
+    plain = dist_run(rng_types_epoch, None)
+    assert plain[0]["draw"] != plain[1]["draw"]
+
+
+def test_accelerator_rejects_unknown_rng_types() -> None:
+    from accel import Accelerator
+    from accel.utils import RNGType
+
+    with pytest.raises(ValueError, match=r"Accelerator\(rng_types=\['numpy'\]\): unknown type"):
+        Accelerator(cpu=True, rng_types=["numpy"])
+    assert Accelerator(cpu=True, rng_types=[RNGType.GENERATOR]).prepared.rng_types == ["generator"]
+
+
+def test_dataloader_configuration_refuses_a_stateful_dataloader_naming_the_accel_way() -> None:
+    from accel import DataLoaderConfiguration
+
+    assert DataLoaderConfiguration(dispatch_batches=True).dispatch_batches is True
+    with pytest.raises(ValueError, match="state_dict\\(\\)/load_state_dict\\(\\) built in"):
+        DataLoaderConfiguration(use_stateful_dataloader=True)

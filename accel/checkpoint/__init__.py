@@ -10,8 +10,12 @@ Layout of a checkpoint directory (every file loads without ``torch.load``)::
     custom_checkpoint_<i>.safetensors  objects given to register_for_checkpointing
     random_states_<rank>.safetensors   each rank's RNG states, DataLoader positions, step counters
 
-A save is assembled in ``.tmp-<name>`` beside its destination, fsynced, renamed into place, and
-then ``latest`` in the same parent directory is pointed at it (:mod:`accel.checkpoint.atomic`).
+The checkpointer is given typed parts (process state, strategy, precision policy, project
+configuration, and a :class:`~accel.checkpoint.contents.Contents` record of what was prepared);
+the strategy's :class:`~accel.checkpoint.contents.StateFormat` stores models and optimizers.
+A save is three steps (:mod:`accel.checkpoint.saving`): *stage* the states, *write* them into
+``.tmp-<name>`` beside the destination (fsynced), *publish*: rename into place, then point
+``latest`` in the same parent directory at it (:mod:`accel.checkpoint.atomic`).
 With ``ProjectConfiguration(automatic_checkpoint_naming=True)`` checkpoints are
 ``<project_dir>/checkpoints/checkpoint_<n>`` and ``total_limit`` keeps the newest ones.
 
@@ -27,44 +31,75 @@ epoch to continue from.
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from accel import env
-from accel.checkpoint import arrival, atomic, parts, tensorfile
+from accel.checkpoint import arrival, atomic, background, parts, saving
 from accel.checkpoint import manifest as manifest_mod
 from accel.checkpoint import model as model_mod
+from accel.checkpoint.contents import Contents
 from accel.checkpoint.manifest import Manifest
 from accel.exceptions import CheckpointError
 
-__all__ = ["CheckpointError", "Checkpointer"]
+if TYPE_CHECKING:
+    from accel.plugins import ProjectConfiguration
+    from accel.precision import Precision
+    from accel.state import PartialState
+    from accel.strategies.base import Strategy
+
+__all__ = ["CheckpointError", "Checkpointer", "Contents"]
 
 
 class Checkpointer:
     """Saves and restores everything an :class:`~accel.Accelerator` has prepared or registered.
+
+    Args:
+        state: the process state (rank, world size, barriers).
+        strategy: how models are spread; its ``checkpoint_format()`` stores models and optimizers.
+        precision: the precision policy (its mode and fp16 scaler state are saved).
+        project: where automatically named checkpoints go, and their numbering.
+        contents: builds the record of what is prepared and registered right now.
+        auto_resume: the run's setting (``accel launch --no_auto_resume`` turns it off).
 
     Attributes:
         resumed_from: the checkpoint last loaded (by ``load_state`` or auto-resume), else None.
         auto_resume: load the latest checkpoint after an elastic restart, and save on SIGTERM/SIGUSR1.
     """
 
-    def __init__(self, accelerator: Any) -> None:
-        self.acc = accelerator
+    def __init__(
+        self,
+        state: PartialState,
+        strategy: Strategy,
+        precision: Precision,
+        project: ProjectConfiguration,
+        contents: Callable[[], Contents],
+        auto_resume: bool = True,
+    ) -> None:
+        self.state = state
+        self.strategy = strategy
+        self.precision = precision
+        self.project = project
+        self.contents = contents
         self.resumed_from: Path | None = None
-        self.auto_resume = env.get_bool(env.AUTO_RESUME) is not False
+        self.auto_resume = auto_resume
         self._auto_done = False
-        self.preemption: Any = None
         self._save_model_calls = 0
+        self.stager = background.Stager()
+        self.writer = background.Writer()
+        self._pending = False  # an asynchronous save was started and not yet waited for
 
     # ------------------------------------------------------------------ where
     @property
     def checkpoints_dir(self) -> Path:
         """``<project_dir>/checkpoints``."""
-        return Path(self.acc.project_configuration.project_dir or ".").absolute() / "checkpoints"
+        return Path(self.project.project_dir or ".").absolute() / "checkpoints"
 
     def _target(self, output_dir: str | Path | None) -> Path:
-        cfg = self.acc.project_configuration
+        cfg = self.project
         if output_dir is not None:  # an explicit directory wins (Accelerate silently ignores it)
             return Path(output_dir).absolute()
         if cfg.automatic_checkpoint_naming:
@@ -104,14 +139,30 @@ class Checkpointer:
         return atomic.resolve(path)
 
     # ------------------------------------------------------------------ save
+    def _writes(self, whole_model: bool = True) -> bool:
+        """Whether this process writes: the main one, or with ``save_on_each_node`` the first of each node.
+
+        Raises:
+            CheckpointError: ``save_on_each_node`` where only the main process holds the whole model.
+        """
+        if not self.project.save_on_each_node:
+            return self.state.is_main_process
+        if whole_model and self.strategy.full_state_is_collective:
+            raise CheckpointError(
+                f"ProjectConfiguration(save_on_each_node=True) does not work with strategy {self.strategy.name}: "
+                "the whole model is only gathered on the main process; save to storage every node sees and "
+                "leave save_on_each_node off"
+            )
+        return self.state.is_local_main_process
+
     def save(self, obj: Any, f: str | Path, safe_serialization: bool = False) -> None:
-        """Write ``obj`` to ``f`` on the main process, atomically (safetensors for a dict of tensors)."""
-        if self.acc.is_main_process:
+        """Write ``obj`` to ``f`` atomically, on the main process (each node's first with ``save_on_each_node``)."""
+        if self._writes(whole_model=False):
             model_mod.save_object(obj, f, safe_serialization)
 
     def save_model(
         self,
-        model: Any,
+        model: torch.nn.Module,
         save_directory: str | Path,
         max_shard_size: int | str = "10GB",
         safe_serialization: bool = True,
@@ -122,152 +173,129 @@ class Checkpointer:
         accelerator.save_model(...)`` works (other ranks do nothing). FSDP: gathering the full state
         is a collective; a call that not every rank makes is a :class:`CheckpointError`, never a hang.
         """
-        strategy = self.acc.strategy
-        if strategy.full_state_is_collective and self.acc.num_processes > 1:
+        strategy, main = self.strategy, self._writes()
+        if strategy.full_state_is_collective and self.state.num_processes > 1:
             self._save_model_calls += 1
             arrival.expect_all(f"save_model/{self._save_model_calls}", "save_model()", strategy.name)
-        elif not self.acc.is_main_process:
+        elif not main:
             return
         state = strategy.full_state_dict(model)
-        if self.acc.is_main_process:
+        if main:
             model_mod.save_full(state, Path(save_directory), max_shard_size, safe_serialization)
 
-    def _counts(self) -> dict[str, int]:
-        acc = self.acc
-        return {
-            "models": len(acc._models),
-            "optimizers": len(acc._optimizers),
-            "schedulers": len(acc._schedulers),
-            "dataloaders": len(acc._dataloaders),
-            "custom_objects": len(acc._custom_objects),
-        }
+    def save_state(
+        self,
+        output_dir: str | Path | None = None,
+        safe_serialization: bool = True,
+        async_save: bool | None = None,
+        **_: Any,
+    ) -> Path:
+        """Write a checkpoint of everything prepared and registered; returns its directory.
 
-    def _sharded(self) -> bool:
-        if self.acc.strategy.name != "fsdp":
-            return False
-        if importlib.util.find_spec("torch.distributed.checkpoint.hf_storage") is None:
+        With ``async_save`` (default: ``ProjectConfiguration.async_save``) the call returns once the
+        state is copied to CPU memory and every rank's own file is written; the main process writes
+        the rest and publishes the checkpoint in the background (:mod:`accel.checkpoint.background`).
+        """
+        if safe_serialization is not True:
             raise CheckpointError(
-                "FSDP checkpoints need torch.distributed.checkpoint's safetensors storage (torch>=2.8)"
+                "save_state(safe_serialization=False) is not supported: checkpoints are always safetensors + JSON "
+                "(they load without pickle); drop the argument"
             )
-        return True
-
-    def save_state(self, output_dir: str | Path | None = None, safe_serialization: bool = True, **_: Any) -> Path:
-        """Write a checkpoint of everything prepared and registered; returns its directory."""
-        acc = self.acc
+        if self._pending:
+            self.wait_for_checkpoint()  # one save in flight at a time
         final = self._target(output_dir)
-        own = parts.rank_state(acc)  # first, before anything else can touch an RNG
-        if acc.is_main_process:
-            atomic.fresh_staging(final)
-        acc.wait_for_everyone()
-        tmp = atomic.staging(final)
-        parts.save_object(tmp / parts.rank_file(acc.process_index), own)
-        sharded = self._sharded()
-        if sharded:
-            from accel.checkpoint import sharded as sharded_mod
-
-            sharded_mod.save(acc, tmp)
-        full_models = [] if sharded else [acc.strategy.full_state_dict(m) for m in acc._models]
-        if acc.is_main_process:
-            self._save_main(tmp, full_models, sharded)
-        acc.wait_for_everyone()
-        cfg = acc.project_configuration
-        if acc.is_main_process:
-            manifest = Manifest(
-                world_size=acc.num_processes,
-                strategy=acc.strategy.name,
-                counts=self._counts(),
-                step=acc.step,
-                iteration=cfg.iteration + 1,
-                sharded=sharded,
-                mixed_precision=acc.mixed_precision,
-                scaler=acc.precision.state_dict(),
-                dataloaders=own["dataloaders"],
+        fmt = self.strategy.checkpoint_format()
+        asynchronous = self.project.async_save if async_save is None else async_save
+        if asynchronous and fmt.sharded:
+            raise CheckpointError(
+                f"save_state(async_save=True) is not supported with strategy {self.strategy.name} (sharded "
+                "checkpoints); call save_state() without async_save"
             )
-            manifest.record_files(tmp)
-            atomic.write_text(tmp / atomic.MANIFEST, manifest.to_json())
-            atomic.publish(tmp, final)
-            atomic.write_latest(final.parent, final.name)
-            if cfg.automatic_checkpoint_naming and cfg.total_limit:
-                atomic.prune(final.parent, cfg.total_limit, final)
-        cfg.iteration += 1
-        acc.wait_for_everyone()
+        snapshot = saving.stage(self.state, fmt, self.contents(), self._manifest, self._writes())
+        if not asynchronous:
+            saving.write(self.state, snapshot, final)
+            saving.publish(self.state, snapshot, final, self.project)
+            return final
+        staged = self.stager.stage(background.main_jobs(snapshot)) if snapshot.manifest is not None else []
+        saving.write_rank(self.state, snapshot, final)
+        if snapshot.manifest is not None:
+            manifest, prune_to = snapshot.manifest, saving.prune_limit(self.project)
+            self.writer.submit(final, lambda: background.finish(staged, manifest, final, prune_to))
+        self.project.iteration += 1
+        self._pending = True
         return final
 
-    def _save_main(self, tmp: Path, full_models: list[dict[str, Any]], sharded: bool) -> None:
-        acc = self.acc
-        for i, state in enumerate(full_models):
-            parts.save_model_file(tmp / parts.indexed("model", i), state)
-        if not sharded:
-            for i, opt in enumerate(acc._optimizers):
-                parts.save_object(tmp / parts.indexed("optimizer", i), opt.optimizer.state_dict())
-        for i, sched in enumerate(acc._schedulers):
-            parts.save_object(tmp / parts.indexed("scheduler", i), sched.scheduler.state_dict())
-        for i, obj in enumerate(acc._custom_objects):
-            parts.save_object(tmp / f"custom_checkpoint_{i}.safetensors", obj.state_dict())
+    def wait_for_checkpoint(self) -> None:
+        """Wait until the asynchronous save in flight is published (on every rank: a collective).
+
+        A failure of the background write raises :class:`CheckpointError` on every rank.
+        """
+        pending, self._pending = self._pending, False
+        error: CheckpointError | None = None
+        try:
+            self.writer.wait()
+        except CheckpointError as exc:
+            error = exc
+        if pending and self.state.num_processes > 1:
+            failed = torch.tensor([int(error is not None)], device=self.state.device)
+            torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
+            if error is None and failed.item():
+                error = CheckpointError("the asynchronous save failed on the main process; it was not published")
+        if error is not None:
+            raise error
+
+    def _manifest(self, contents: Contents, sharded: bool, dataloaders: list[dict[str, int]]) -> Manifest:
+        return Manifest(
+            world_size=self.state.num_processes,
+            strategy=self.strategy.name,
+            counts=contents.counts(),
+            step=contents.counters.step,
+            iteration=self.project.iteration + 1,
+            sharded=sharded,
+            mixed_precision=self.precision.mode,
+            scaler=self.precision.state_dict(),
+            dataloaders=dataloaders,
+        )
 
     # ------------------------------------------------------------------ load
     def load_state(self, input_dir: str | Path | None = None, strict: bool = True, **_: Any) -> Path:
         """Restore a checkpoint written by :meth:`save_state`; returns its directory."""
-        acc = self.acc
+        if self._pending:
+            self.wait_for_checkpoint()
+        contents = self.contents()
         directory = self._source(input_dir)
         manifest = manifest_mod.read(directory)
         manifest.verify_files(directory)
-        manifest_mod.check_counts(manifest, self._counts(), directory)
-        if manifest.sharded:
-            from accel.checkpoint import sharded as sharded_mod
-
-            sharded_mod.load(acc, directory, strict)
-        else:
-            self._load_full(directory, strict)
-        for i, sched in enumerate(acc._schedulers):
+        manifest_mod.check_counts(manifest, contents.counts(), directory)
+        self.strategy.checkpoint_format().load(contents, directory, manifest.sharded, strict)
+        for i, sched in enumerate(contents.schedulers):
             parts.load_into(sched.scheduler, directory / parts.indexed("scheduler", i), f"scheduler {i}")
-        for i, obj in enumerate(acc._custom_objects):
+        for i, obj in enumerate(contents.custom_objects):
             parts.load_into(obj, directory / f"custom_checkpoint_{i}.safetensors", f"registered object {i}")
-        if manifest.scaler and acc.mixed_precision == "fp16":
-            acc.precision.load_state_dict(manifest.scaler)
-        self._load_rank(directory, manifest)
-        cfg = acc.project_configuration
+        if manifest.scaler and self.precision.mode == "fp16":
+            self.precision.load_state_dict(manifest.scaler)
+        self._load_rank(contents, directory, manifest)
+        cfg = self.project
         if cfg.automatic_checkpoint_naming and atomic.number(directory) is not None:
             cfg.iteration = max(cfg.iteration, manifest.iteration)
         self.resumed_from = directory
         return directory
 
-    def _load_full(self, directory: Path, strict: bool) -> None:
-        acc = self.acc
-        for i, model in enumerate(acc._models):
-            path = directory / parts.indexed("model", i)
-            current = acc.strategy.unwrap(model).state_dict()
-            if strict:
-                header, _meta, _start = tensorfile.read_header(path)
-                parts.check_model_keys(path, header, current)
-            in_place = current if acc.strategy.name != "fsdp" else {}
-            state, _meta = tensorfile.read(path, into=in_place)  # straight into the parameters when possible
-            rest = {k: v for k, v in state.items() if in_place.get(k) is not v}
-            if rest or not strict:
-                acc.strategy.load_full_state_dict(model, state, strict=strict)
-        if acc.strategy.name == "fsdp" and acc._optimizers:
-            raise CheckpointError(
-                f"{directory} holds full (unsharded) optimizer states, written with strategy "
-                "ddp/single; resume it with the same strategy"
-            )
-        for i, opt in enumerate(acc._optimizers):
-            parts.load_into(opt.optimizer, directory / parts.indexed("optimizer", i), f"optimizer {i}")
-
-    def _load_rank(self, directory: Path, manifest: Manifest) -> None:
-        acc = self.acc
-        exact = manifest.world_size == acc.num_processes
-        path = directory / parts.rank_file(acc.process_index if exact else 0)
+    def _load_rank(self, contents: Contents, directory: Path, manifest: Manifest) -> None:
+        world, rank = self.state.num_processes, self.state.process_index
+        exact = manifest.world_size == world
+        path = directory / parts.rank_file(rank if exact else 0)
         state = parts.load_object(path)
-        parts.restore_rank_state(acc, state, exact)
-        for i, dl in enumerate(acc._dataloaders):
+        parts.restore_rank_state(contents, state, exact)
+        for i, dl in enumerate(contents.dataloaders):
             saved = state["dataloaders"][i]
             split = bool(getattr(getattr(dl, "sharded", None), "split_batches", False))
             where = f"{path} (DataLoader {i})"
-            dl.load_state_dict(parts.convert_position(saved, manifest.world_size, acc.num_processes, split, where))
+            dl.load_state_dict(parts.convert_position(saved, manifest.world_size, world, split, where))
 
     # ------------------------------------------------------------------ hooks
     def after_prepare(self) -> None:
-        """Called by the Accelerator after ``prepare`` / ``register_for_checkpointing``: auto-resume, signals."""
+        """Called by the Accelerator after ``prepare`` / ``register_for_checkpointing``: auto-resume."""
         if not self.auto_resume:
             return
         restarts = env.get_int(env.TORCHELASTIC_RESTART_COUNT) or 0
@@ -275,12 +303,7 @@ class Checkpointer:
             found = self.find_latest()
             if found is None:
                 self._auto_done = True
-            elif manifest_mod.read(found).counts == self._counts():
+            elif manifest_mod.read(found).counts == self.contents().counts():
                 self._auto_done = True
                 self.load_state(found)
-                self.acc.print(f"accel: restart {restarts}: resumed from {found}")
-        if self.preemption is None and env.is_set(env.TORCHELASTIC_RUN_ID):
-            from accel.signals import Preemption
-
-            self.preemption = Preemption(self.acc, self)
-            self.preemption.install()
+                self.state.print(f"accel: restart {restarts}: resumed from {found}")

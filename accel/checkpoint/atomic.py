@@ -34,6 +34,15 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | Path) -> None:
+    """Make a file's data durable (whichever process wrote it on this machine)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (temporary file, fsync, rename, fsync the directory)."""
     path = Path(path)

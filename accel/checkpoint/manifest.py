@@ -19,6 +19,7 @@ import torch
 
 from accel.checkpoint.atomic import MANIFEST
 from accel.exceptions import CheckpointError
+from accel.version import __version__
 
 FORMAT = "accel-checkpoint"
 FORMAT_VERSION = 1
@@ -41,7 +42,7 @@ class Manifest:
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     torch_version: str = field(default_factory=lambda: str(torch.__version__))
-    accel_version: str = field(default_factory=lambda: _accel_version())
+    accel_version: str = __version__
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
     def to_json(self) -> str:
@@ -68,12 +69,6 @@ class Manifest:
                 raise CheckpointError(
                     f"{path} is {found} bytes but the manifest recorded {size}: the file is truncated or was changed"
                 )
-
-
-def _accel_version() -> str:
-    from accel import __version__
-
-    return __version__
 
 
 def read(directory: Path) -> Manifest:

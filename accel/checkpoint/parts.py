@@ -17,6 +17,7 @@ import torch
 
 from accel import rng
 from accel.checkpoint import codec, tensorfile
+from accel.checkpoint.contents import Contents
 from accel.exceptions import CheckpointError
 
 
@@ -30,10 +31,10 @@ def rank_file(rank: int) -> str:
     return f"random_states_{rank}.safetensors"
 
 
-def save_object(path: Path, state: Any) -> None:
-    """Write any state dict (tensors + JSON skeleton)."""
+def save_object(path: Path, state: Any, sync: bool = True) -> None:
+    """Write any state dict (tensors + JSON skeleton); fsynced unless not ``sync``."""
     tensors, metadata = codec.pack(state, path.name)
-    tensorfile.write(path, tensors, metadata)
+    tensorfile.write(path, tensors, metadata, sync)
 
 
 def load_object(path: Path) -> Any:
@@ -76,23 +77,23 @@ def check_model_keys(path: Path, found: dict[str, dict[str, Any]], expected: dic
         raise CheckpointError(f"{path} does not match the model: {'; '.join(problems)}")
 
 
-def rank_state(acc: Any) -> dict[str, Any]:
+def rank_state(contents: Contents, rank: int) -> dict[str, Any]:
     """What each rank saves for itself: RNG states, data positions, step counters."""
     tensors, values = rng.capture()
     return {
-        "rank": acc.process_index,
+        "rank": rank,
         "rng_tensors": tensors,
         "rng_values": values,
-        "dataloaders": [dl.state_dict() for dl in acc._dataloaders],
-        "accumulator": acc.accumulator.state_dict(),
-        "optimizer_steps": [opt.steps for opt in acc._optimizers],
+        "dataloaders": [dl.state_dict() for dl in contents.dataloaders],
+        "accumulator": contents.counters.state_dict(),
+        "optimizer_steps": [opt.steps for opt in contents.optimizers],
     }
 
 
-def restore_rank_state(acc: Any, state: dict[str, Any], exact: bool) -> None:
+def restore_rank_state(contents: Contents, state: dict[str, Any], exact: bool) -> None:
     """Apply :func:`rank_state` (RNG only when ``exact``: same rank of the same world size)."""
-    acc.accumulator.load_state_dict(state.get("accumulator", {}))
-    for opt, steps in zip(acc._optimizers, state.get("optimizer_steps", []), strict=False):
+    contents.counters.load_state_dict(state.get("accumulator", {}))
+    for opt, steps in zip(contents.optimizers, state.get("optimizer_steps", []), strict=False):
         opt.steps = int(steps)
     if exact:
         # set_rng_state needs tensors that own their memory (not views into the file buffer)

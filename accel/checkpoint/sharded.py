@@ -10,73 +10,95 @@ checkpoint saved on N ranks loads on M ranks, or into an unsharded model in one 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.hf_storage import HuggingFaceStorageReader, HuggingFaceStorageWriter
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
     set_model_state_dict,
     set_optimizer_state_dict,
 )
-from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
-from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 
 from accel.checkpoint import atomic, codec, parts
+from accel.checkpoint.contents import Contents, StagedStates
 from accel.exceptions import CheckpointError
 
 SHARDED_DIR = "sharded"
+_STORAGE = "torch.distributed.checkpoint.hf_storage"
 
 
-def _owner(acc: Any, optimizer: torch.optim.Optimizer) -> torch.nn.Module:
+def stage(contents: Contents) -> ShardedStates:
+    """This rank's shards of every model and optimizer (no copy: DCP reads them when writing)."""
+    if importlib.util.find_spec(_STORAGE) is None:
+        raise CheckpointError("FSDP checkpoints need torch.distributed.checkpoint's safetensors storage (torch>=2.8)")
+    return ShardedStates(*_gather(contents))
+
+
+def _owner(models: tuple[torch.nn.Module, ...], optimizer: torch.optim.Optimizer) -> torch.nn.Module:
     ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    owners = [m for m in acc._models if any(id(p) in ids for p in m.parameters())]
+    owners = [m for m in models if any(id(p) in ids for p in m.parameters())]
     if len(owners) == 1:
-        return owners[0]  # type: ignore[no-any-return]
+        return owners[0]
     return torch.nn.ModuleList(owners)
 
 
-def _gather(acc: Any) -> tuple[dict[str, torch.Tensor], list[Any]]:
+def _gather(contents: Contents) -> tuple[dict[str, torch.Tensor], list[Any]]:
     flat: dict[str, torch.Tensor] = {}
-    for i, model in enumerate(acc._models):
+    for i, model in enumerate(contents.models):
         for key, value in get_model_state_dict(model).items():
             flat[f"model_{i}.{key}"] = value  # type: ignore[assignment]
     skeletons = []
-    for j, opt in enumerate(acc._optimizers):
+    for j, opt in enumerate(contents.optimizers):
         encoder = codec.Encoder(f"optimizer {j}")
-        skeletons.append(encoder.encode(get_optimizer_state_dict(_owner(acc, opt.optimizer), opt.optimizer)))
+        owner = _owner(contents.models, opt.optimizer)
+        skeletons.append(encoder.encode(get_optimizer_state_dict(owner, opt.optimizer)))
         flat.update({f"optimizer_{j}.{name}": t for name, t in encoder.tensors.items()})
     return flat, skeletons
 
 
-def save(acc: Any, directory: Path) -> None:
-    """Collective: every rank writes its shards of every model and optimizer."""
-    flat, skeletons = _gather(acc)
-    dcp_save(flat, storage_writer=HuggingFaceStorageWriter(str(directory / SHARDED_DIR), save_distributed=True))
-    if acc.is_main_process:
-        for j, skeleton in enumerate(skeletons):
-            atomic.write_text(directory / parts.indexed("optimizer", j, ".json"), json.dumps(skeleton))
+@dataclass(frozen=True)
+class ShardedStates(StagedStates):
+    """This rank's shards of every model and optimizer, and the optimizers' JSON skeletons."""
+
+    shards: dict[str, torch.Tensor]
+    skeletons: list[Any]
+
+    def write(self, directory: Path, main: bool) -> None:
+        """Collective: every rank writes its shards."""
+        from torch.distributed.checkpoint.hf_storage import HuggingFaceStorageWriter
+        from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
+
+        writer = HuggingFaceStorageWriter(str(directory / SHARDED_DIR), save_distributed=True)
+        dcp_save(self.shards, storage_writer=writer)
+        if main:
+            for j, skeleton in enumerate(self.skeletons):
+                atomic.write_text(directory / parts.indexed("optimizer", j, ".json"), json.dumps(skeleton))
 
 
-def load(acc: Any, directory: Path, strict: bool = True) -> None:
+def load(contents: Contents, directory: Path, strict: bool = True) -> None:
     """Collective: fill every prepared model and optimizer from the shards, for the current sharding."""
+    from torch.distributed.checkpoint.hf_storage import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
+
     store = directory / SHARDED_DIR
     reader = HuggingFaceStorageReader(str(store))
     saved = reader.read_metadata().state_dict_metadata
-    template, _ = _gather(acc)
+    template, _ = _gather(contents)
     wanted: dict[str, torch.Tensor] = {}
-    for i in range(len(acc._models)):
+    for i in range(len(contents.models)):
         keys = {k for k in template if k.startswith(f"model_{i}.")}
         stored = {k for k in saved if k.startswith(f"model_{i}.")}
         _check(store, f"model_{i}.", keys, stored, strict)
         wanted.update({k: template[k] for k in keys & stored})
     skeletons = []
-    for j in range(len(acc._optimizers)):
+    for j in range(len(contents.optimizers)):
         path = directory / parts.indexed("optimizer", j, ".json")
         try:
             skeletons.append(json.loads(path.read_text(encoding="utf-8")))
@@ -89,15 +111,15 @@ def load(acc: Any, directory: Path, strict: bool = True) -> None:
     with warnings.catch_warnings():  # DCP warns whenever it runs without a process group, which is intended here
         warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
         dcp_load(wanted, storage_reader=HuggingFaceStorageReader(str(store)), no_dist=not dist.is_initialized())
-    for i, model in enumerate(acc._models):
+    for i, model in enumerate(contents.models):
         prefix = f"model_{i}."
         state = {k[len(prefix) :]: v for k, v in wanted.items() if k.startswith(prefix)}
         set_model_state_dict(model, state)  # type: ignore[arg-type]
-    for j, opt in enumerate(acc._optimizers):
+    for j, opt in enumerate(contents.optimizers):
         prefix = f"optimizer_{j}."
         tensors = {k[len(prefix) :]: v for k, v in wanted.items() if k.startswith(prefix)}
-        state = codec.decode(skeletons[j], tensors, f"optimizer {j} in {store}")
-        set_optimizer_state_dict(_owner(acc, opt.optimizer), opt.optimizer, state)
+        opt_state = codec.decode(skeletons[j], tensors, f"optimizer {j} in {store}")
+        set_optimizer_state_dict(_owner(contents.models, opt.optimizer), opt.optimizer, opt_state)
 
 
 def _check(store: Path, prefix: str, expected: set[str], stored: set[str], strict: bool) -> None:

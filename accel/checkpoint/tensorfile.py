@@ -54,8 +54,10 @@ def _write_all(handle: BinaryIO, data: memoryview) -> None:
         data = data[written or 0 :]
 
 
-def write(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> int:
-    """Write ``tensors`` (and string ``metadata``) as a safetensors file, fsynced; returns its size."""
+def write(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None, sync: bool = True
+) -> int:
+    """Write ``tensors`` (and string ``metadata``) as a safetensors file (fsynced if ``sync``); returns its size."""
     items = sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0]))
     header: dict[str, object] = {}
     offset = 0
@@ -74,7 +76,8 @@ def write(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str
         _write_all(handle, memoryview(struct.pack("<Q", len(raw)) + raw))
         for _name, tensor in items:
             _write_all(handle, _as_bytes(tensor))
-        os.fsync(handle.fileno())
+        if sync:
+            os.fsync(handle.fileno())
     return 8 + len(raw) + offset
 
 

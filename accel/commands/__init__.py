@@ -29,7 +29,7 @@ def _dispatch(argv: list[str]) -> int:
         sys.stdout.write(__doc__ or "")
         return 0
     if argv[0] in ("-V", "--version"):
-        from accel import __version__
+        from accel.version import __version__
 
         sys.stdout.write(f"accel {__version__}\n")
         return 0

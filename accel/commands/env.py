@@ -17,8 +17,9 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from accel import __version__, env
+from accel import env
 from accel.commands.parser import Parser
+from accel.version import __version__
 
 GIB = 1024**3
 SMALL_SHM = GIB
@@ -187,9 +188,16 @@ def report(config_file: str | None = None, environ: Mapping[str, str] | None = N
 
 
 def main(argv: list[str]) -> int:
-    """``accel env [--config_file PATH]``."""
+    """``accel env [--config_file PATH] [--verify]``."""
     parser = Parser(prog="accel env")
     parser.add_argument("--config_file", "--config-file", dest="config_file")
+    parser.add_argument("--verify", action="store_true", help="only check the image's environment against its seal")
     args = parser.parse_args(argv)
-    sys.stdout.write(report(args.config_file))
+    from accel.envlock import report as environment
+
+    lines, code = environment(verbose=args.verify)
+    if args.verify:
+        sys.stdout.write("\n".join(lines) + "\n")
+        return code
+    sys.stdout.write(report(args.config_file) + "\n".join(lines) + "\n")
     return 0

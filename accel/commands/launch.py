@@ -26,6 +26,19 @@ and torchrun's spellings both work:
   --project_dir DIR       default directory for checkpoints and trackers
   --num_cpu_threads_per_process N    OMP_NUM_THREADS for each rank (default 1 with several ranks)
   --config_file PATH      config file (see `accel config --help`)
+  --debug                 collectives check shapes across ranks first (ACCEL_DEBUG_MODE=1 for the ranks)
+  --gpu_ids 0,1           GPUs the ranks may use (CUDA_VISIBLE_DEVICES)
+  --enable_cpu_affinity   bind each GPU rank to the CPUs of its NUMA node
+  --env NAME=VALUE        a variable for every rank (repeatable)
+  --tee S | --redirects S torch elastic's stream specs: 0 none, 1 stdout, 2 stderr, 3 both, or 0:3,1:1
+  --log_dir DIR           keep each rank's stdout/stderr in files under DIR
+  --local_ranks_filter 0,1           only these local ranks reach the console
+  --log_line_prefix_template T       line prefix, e.g. "[${rank}]:" (default with >1 process:
+                          "[${role_name}${rank}]:", so every line says its rank and lines never mix)
+  --role NAME             the worker role in torch elastic (default "default")
+  --start_method M        spawn | fork | forkserver;  --rdzv_conf k=v,...: rendezvous options
+  --same_network, --main_training_function F, --gradient_clipping X
+                          accepted for Accelerate scripts; no effect here (the launch line says why)
   -m, --module            the target is a module, as in `python -m`
   -q, --quiet             do not print the launch line
   -v, --verbose           also show torch elastic's own log lines
@@ -60,6 +73,7 @@ from pathlib import Path
 from accel import env
 from accel.config import resolve
 from accel.exceptions import ConfigError
+from accel.launch import extras
 from accel.launch.arguments import LaunchRequest, parse_args
 from accel.launch.plan import announcement, plan
 
@@ -97,7 +111,9 @@ def run(request: LaunchRequest) -> int:
         env.update({env.TORCH_CPP_LOG_LEVEL: "FATAL"})
     import torch
 
-    p = plan(resolved, gpu_count=torch.cuda.device_count(), omp_threads=request.omp_threads, verbose=request.verbose)
+    gpus = extras.visible_gpu_count(resolved, torch.cuda.device_count())
+    p = plan(resolved, gpu_count=gpus, omp_threads=request.omp_threads, verbose=request.verbose)
+    p = extras.apply(resolved, p, request.launch, request.env)
     if not request.quiet:
         sys.stderr.write(announcement(resolved, p, request.target) + "\n")
         sys.stderr.flush()
@@ -106,7 +122,7 @@ def run(request: LaunchRequest) -> int:
     if quiet_cpp:  # None: removed again for the workers
         p = dataclasses.replace(p, exports={**p.exports, env.TORCH_CPP_LOG_LEVEL: None})
     worker = ["-u", "-m", "accel.launch.worker", *(["-m"] if request.module else []), request.target]
-    execute(p, sys.executable, [*worker, *request.script_args], start_method="spawn")
+    execute(p, sys.executable, [*worker, *request.script_args], start_method=p.start_method)
     return 0
 
 

@@ -23,7 +23,7 @@ CHECKS = ("world size", "collectives", "data sharding", "training equivalence")
 
 
 def _world(acc: Any) -> str:
-    requested = env.get_int(env.REQUESTED_WORLD_SIZE)
+    requested = acc.state.run_config.requested_world_size
     if requested is not None and acc.num_processes != requested:
         raise AssertionError(f"world size {acc.num_processes} != requested {requested}")
     noun = "process" if acc.num_processes == 1 else "processes"

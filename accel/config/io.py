@@ -14,9 +14,10 @@ and malformed YAML are errors naming the file, the line and the fix.
 Keys that Accelerate writes are accepted so that existing files keep working:
 ``compute_environment`` (``LOCAL_MACHINE`` only), ``distributed_type`` (``NO``, ``MULTI_CPU`` →
 ``use_cpu: true``, ``MULTI_GPU`` → ``use_cpu: false``, ``FSDP`` → ``strategy: fsdp``), the legacy
-``fp16: true`` (→ ``mixed_precision: fp16``), ``gpu_ids`` (``all`` only), and ``debug``,
-``downcast_bf16``, ``enable_cpu_affinity``, ``main_training_function``, ``same_network`` and
-``tpu_*``, which only matter to Accelerate and are ignored. Anything else (DeepSpeed, FSDP or dynamo
+``fp16: true`` (→ ``mixed_precision: fp16``); ``debug``, ``gpu_ids``, ``enable_cpu_affinity``,
+``same_network`` and ``main_training_function`` are keys of accel's own (``accel launch`` applies
+them or says why not, as for the flags); ``downcast_bf16`` and ``tpu_*`` only matter to Accelerate
+and are ignored. Anything else (DeepSpeed, FSDP or dynamo
 blocks, TPU or SageMaker environments) is an error saying so.
 """
 
@@ -33,9 +34,7 @@ from accel.config.schema import CONFIG_VERSION, KEYS, check_value
 from accel.exceptions import ConfigError, did_you_mean
 
 SYSTEM_CONFIG = Path("/etc/accel/config.yaml")
-IGNORED_ACCELERATE_KEYS = frozenset(
-    {"debug", "downcast_bf16", "enable_cpu_affinity", "main_training_function", "same_network"}
-)
+IGNORED_ACCELERATE_KEYS = frozenset({"downcast_bf16"})
 _DISTRIBUTED_TYPES = {"NO": {}, "MULTI_CPU": {"use_cpu": True}, "MULTI_GPU": {"use_cpu": False}, "FSDP": {}}
 _HEADER = "# accel configuration (see `accel config --help`); edit with `accel config set KEY=VALUE`\n"
 
@@ -128,6 +127,8 @@ def _validate(data: dict[Any, Any], where: str, lines: dict[str, int]) -> dict[s
     mapped: dict[str, Any] = {}
     for raw_key, value in data.items():
         key = str(raw_key)
+        if key == "gpu_ids" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # `gpu_ids: 0` is one GPU, as Accelerate writes it
         if key in KEYS:
             values[key] = check_value(key, value, at(key))
         else:
@@ -153,10 +154,6 @@ def _accelerate_key(key: str, value: Any, where: str) -> dict[str, Any]:
         return {**_DISTRIBUTED_TYPES[value], **({"strategy": "fsdp"} if value == "FSDP" else {})}
     if key == "fp16":
         return {"mixed_precision": "fp16"} if value is True else {}
-    if key == "gpu_ids":
-        if value not in (None, "all"):
-            raise ConfigError(f"{where}: gpu_ids {value!r} is not supported; set CUDA_VISIBLE_DEVICES instead")
-        return {}
     raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, list(KEYS))}; see `accel config --help`")
 
 

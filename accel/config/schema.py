@@ -34,6 +34,7 @@ class Key:
         minimum: smallest allowed number (inclusive).
         maximum: largest allowed number (inclusive).
         above: numbers must be strictly greater than this.
+        aliases: other words accepted for ``choice`` keys, and the choice each stands for.
     """
 
     name: str
@@ -44,6 +45,13 @@ class Key:
     minimum: float | None = None
     maximum: float | None = None
     above: float | None = None
+    aliases: tuple[tuple[str, str], ...] = ()
+
+    def canonical(self, word: str) -> str | None:
+        """The choice ``word`` names (case-insensitive, aliases resolved), or None when it names none."""
+        word = word.strip().lower()
+        word = dict(self.aliases).get(word, word)
+        return word if word in self.choices else None
 
     def describe(self) -> str:
         """What values are allowed, in words (used in error messages)."""
@@ -83,7 +91,14 @@ _TABLE = (
     Key("rdzv_backend", "choice", "c10d", "rendezvous backend", choices=("c10d", "static")),
     Key("rdzv_id", "str", None, "rendezvous id shared by all machines of one job (default 'accel')"),
     Key("rdzv_timeout", "int", 900, "seconds to wait for all machines to join", minimum=1),
-    Key("mixed_precision", "choice", "no", "mixed precision", choices=("no", "bf16", "fp16")),
+    Key(
+        "mixed_precision",
+        "choice",
+        "no",
+        "mixed precision",
+        choices=("no", "bf16", "fp16"),
+        aliases=(("fp32", "no"), ("none", "no"), ("", "no")),
+    ),
     Key("use_cpu", "bool", None, "run on the CPU (default: when no GPU is present)"),
     Key("gradient_accumulation_steps", "int", 1, "micro-batches per optimizer step", minimum=1),
     Key("strategy", "choice", "ddp", "how models are distributed", choices=("ddp", "fsdp")),
@@ -92,6 +107,12 @@ _TABLE = (
     Key("shutdown_timeout", "float", 30.0, "seconds between SIGTERM and SIGKILL when stopping ranks", above=0),
     Key("auto_resume", "bool", True, "load the latest checkpoint after an elastic restart"),
     Key("project_dir", "str", None, "default directory for checkpoints and trackers"),
+    # Accelerate's launch settings (accel launch applies them, or says in its launch line why not)
+    Key("debug", "bool", False, "collectives check shapes across ranks first (ACCEL_DEBUG_MODE for the ranks)"),
+    Key("gpu_ids", "str", None, "GPUs the ranks may use, e.g. 0,1 (CUDA_VISIBLE_DEVICES; default all)"),
+    Key("enable_cpu_affinity", "bool", False, "bind each GPU rank to the CPUs of its NUMA node"),
+    Key("same_network", "bool", None, "kept for Accelerate files: no effect (the rendezvous is c10d)"),
+    Key("main_training_function", "str", None, "kept for Accelerate files: TPU launches only, no effect"),
 )
 
 KEYS: dict[str, Key] = {key.name: key for key in _TABLE}
@@ -143,9 +164,10 @@ def check_value(name: str, value: Any, origin: str) -> Any:
     if key.kind == "choice":
         if value is False and "no" in key.choices:  # YAML 1.1 reads a bare `no` as false
             return "no"
-        if not isinstance(value, str) or value.lower() not in key.choices:
+        chosen = key.canonical(value) if isinstance(value, str) else None
+        if chosen is None:
             raise _bad(key, origin, value)
-        return value.lower()
+        return chosen
     if not isinstance(value, str):
         raise _bad(key, origin, value)
     return value
@@ -182,11 +204,12 @@ def parse_text(name: str, text: str, origin: str) -> Any:
         _check_range(key, real, origin)
         return real
     if key.kind == "choice":
-        if word.lower() not in key.choices:
+        chosen = key.canonical(word)
+        if chosen is None:
             raise ConfigError(
                 f"{origin}: {key.name} must be {key.describe()}, got {text!r}" + _closest(word.lower(), key.choices)
             )
-        return word.lower()
+        return chosen
     if not word:
         raise _bad(key, origin, text)
     return word

@@ -44,6 +44,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("auto_resume", ("--auto-resume",), "1"),
     Option("auto_resume", ("--no-auto-resume",), "0"),
     Option("project_dir", ("--project-dir",)),
+    Option("debug", ("--debug",), "1"),
+    Option("gpu_ids", ("--gpu-ids",)),
+    Option("enable_cpu_affinity", ("--enable-cpu-affinity",), "1"),
+    Option("same_network", ("--same-network",), "1"),
+    Option("main_training_function", ("--main-training-function",)),
+    # launch-only: output streams and torch elastic settings (torchrun's spellings)
+    Option("tee", ("--tee", "-t")),
+    Option("redirects", ("--redirects", "-r")),
+    Option("log_dir", ("--log-dir",)),
+    Option("local_ranks_filter", ("--local-ranks-filter",)),
+    Option("log_line_prefix_template", ("--log-line-prefix-template",)),
+    Option("start_method", ("--start-method",)),
+    Option("rdzv_conf", ("--rdzv-conf",)),
+    Option("role", ("--role",)),
+    Option("env", ("--env",)),
+    Option("gradient_clipping", ("--gradient-clipping",)),
     # launch-only
     Option("rdzv_endpoint", ("--rdzv-endpoint",)),
     Option("standalone", ("--standalone",), "1"),
@@ -55,6 +71,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("help", ("-h", "--help"), "1"),
 )
 _BY_SPELLING = {spelling: option for option in OPTIONS for spelling in option.spellings}
+LAUNCH_ONLY = frozenset(
+    {
+        "tee",
+        "redirects",
+        "log_dir",
+        "local_ranks_filter",
+        "log_line_prefix_template",
+        "start_method",
+        "rdzv_conf",
+        "role",
+        "gradient_clipping",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +99,8 @@ class LaunchRequest:
     quiet: bool = False
     verbose: bool = False
     help: bool = False
+    launch: dict[str, str] = field(default_factory=dict)
+    env: list[str] = field(default_factory=list)
 
 
 def _normalise(token: str) -> str:
@@ -133,9 +164,17 @@ def parse_args(argv: list[str]) -> LaunchRequest:
     given, rest = split_argv(argv)
     flags: dict[str, Setting] = {}
     extra: dict[str, str] = {}
+    launch: dict[str, str] = {}
+    variables: list[str] = []
     for option, spelling, raw in given:
         origin = spelling
-        if option.key == "rdzv_endpoint":
+        if option.key == "env":
+            variables.append(raw)
+        elif option.key in LAUNCH_ONLY:
+            if option.key in launch and launch[option.key] != raw:
+                raise ConfigError(f"{spelling} given twice with different values; keep one")
+            launch[option.key] = raw
+        elif option.key == "rdzv_endpoint":
             host, port = split_endpoint(raw, origin)
             _put(flags, "main_process_ip", host, spelling)
             if port is not None:
@@ -164,4 +203,6 @@ def parse_args(argv: list[str]) -> LaunchRequest:
         omp_threads=omp,
         quiet="quiet" in extra,
         verbose="verbose" in extra,
+        launch=launch,
+        env=variables,
     )

@@ -36,13 +36,20 @@ def launch_config(plan: LaunchPlan, start_method: str = "spawn", log_dir: str | 
     from torch.distributed.launcher.api import LaunchConfig
 
     host = f"[{plan.host}]" if ":" in plan.host else plan.host
+    streams = plan.streams
+    logs = DefaultLogsSpecs(
+        log_dir=streams.log_dir or log_dir,
+        redirects=Std.from_str(streams.redirects),
+        tee=Std.from_str(streams.tee),
+        local_ranks_filter=set(streams.local_ranks_filter) if streams.local_ranks_filter is not None else None,
+    )
     values: dict[str, Any] = {
         "min_nodes": plan.num_machines,
         "max_nodes": plan.num_machines,
         "nproc_per_node": plan.nproc_per_node,
-        "logs_specs": DefaultLogsSpecs(log_dir=log_dir, redirects=Std.NONE, tee=Std.NONE, local_ranks_filter=None),
+        "logs_specs": logs,
         "run_id": plan.rdzv_id,
-        "role": "default",
+        "role": plan.role,
         "rdzv_endpoint": f"{host}:{plan.port}",
         "rdzv_backend": plan.rdzv_backend,
         "rdzv_configs": dict(plan.rdzv_configs),
@@ -50,11 +57,11 @@ def launch_config(plan: LaunchPlan, start_method: str = "spawn", log_dir: str | 
         "max_restarts": plan.max_restarts,
         "monitor_interval": plan.monitor_interval,
         "start_method": start_method,
-        "log_line_prefix_template": None,
+        "log_line_prefix_template": streams.prefix_template,
         "metrics_cfg": {},
         "local_addr": plan.local_addr,
         "event_log_handler": "null",
-        "numa_options": None,
+        "numa_options": _numa_options(plan.numa_binding),
         "signals_to_handle": SIGNALS,
         "duplicate_stdout_filters": None,
         "duplicate_stderr_filters": None,
@@ -63,6 +70,17 @@ def launch_config(plan: LaunchPlan, start_method: str = "spawn", log_dir: str | 
     }
     known = {f.name for f in dataclasses.fields(LaunchConfig)}
     return LaunchConfig(**{k: v for k, v in values.items() if k in known})
+
+
+def _numa_options(mode: str | None) -> Any:
+    """torch's NUMA binding options for ``mode`` (None: no binding; this torch may lack them)."""
+    if mode is None:
+        return None
+    try:
+        from torch.numa.binding import AffinityMode, NumaOptions
+    except ImportError:
+        return None
+    return NumaOptions(affinity_mode=AffinityMode(mode))
 
 
 @contextlib.contextmanager
@@ -95,6 +113,24 @@ def _kept_signal_handlers() -> Iterator[None]:
                 signal.signal(getattr(signal, name), handler)
 
 
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "accel-launch-") -> Iterator[str]:
+    """A temporary folder for what torch's launcher writes (rank logs, error files), removed afterwards.
+
+    Pass it as the launcher's log folder. While the block runs it is also the default temp folder of
+    this process (``tempfile.tempdir``): torch leaves the error files of function ranks
+    (``pytorch-errorfile-*``) there and never removes them. Ranks keep their own temp folder.
+    """
+    path = tempfile.mkdtemp(prefix=prefix)
+    saved = tempfile.tempdir
+    tempfile.tempdir = path
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def execute(
     plan: LaunchPlan, entrypoint: str | Callable[..., Any], args: list[Any], start_method: str
 ) -> dict[int, Any]:
@@ -109,12 +145,12 @@ def execute(
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.launcher.api import elastic_launch
 
-    logs = tempfile.mkdtemp(prefix="accel-launch-")  # error files; removed afterwards
-    config = launch_config(plan, start_method, logs)
     exports: dict[str, str | None] = {env.TORCHELASTIC_SIGNALS_TO_HANDLE: env.get(env.TORCHELASTIC_SIGNALS_TO_HANDLE)}
     exports.update(plan.exports)
     with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, logs, ignore_errors=True)
+        scratch = stack.enter_context(scratch_dir())  # error files, and rank logs unless --log_dir keeps them
+        logs = plan.streams.log_dir or scratch
+        config = launch_config(plan, start_method, logs)
         stack.enter_context(env.patched(exports))
         stack.enter_context(_kept_signal_handlers())
         stack.enter_context(_quiet_torch_logs(not plan.verbose))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -30,7 +31,12 @@ SIDECAR = "accel-failure.json"
 
 
 def record_failure(exc: BaseException, text: str | None = None) -> None:
-    """Write the exception for the launcher (no-op outside a launch); never raises."""
+    """Write the exception for the launcher (no-op outside a launch); never raises.
+
+    The rank is also marked as leaving on an unhandled exception, as the interpreter marks it
+    (``sys.last_value``): accel.group then skips the final barrier at exit and the rank exits at once.
+    """
+    sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
     path = env.get(env.TORCHELASTIC_ERROR_FILE)
     if not path:
         return
@@ -102,7 +108,7 @@ def _torch_stack(failure: ProcessFailure) -> str | None:
 def latest_attempt(log_root: str | os.PathLike[str]) -> Path | None:
     """torch's per-attempt log folder (``<root>/<run_id>_*/attempt_<n>``) of the last attempt, if any."""
     attempts = [p for p in Path(log_root).glob("*/attempt_*") if p.name[8:].isdigit()]
-    return max(attempts, key=lambda p: int(p.name[8:]), default=None)
+    return max(attempts, key=lambda p: (int(p.name[8:]), p.stat().st_mtime), default=None)  # newest run wins
 
 
 def collect(failures: Mapping[int, ProcessFailure], attempt_dir: Path | None = None) -> list[RankFailure]:

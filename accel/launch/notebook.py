@@ -8,13 +8,14 @@ initialised here), else ``spawn`` (the function must then be importable, i.e. de
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import pickle
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from accel.config import Setting, check_value, resolve
+from accel.config import Setting, check_value, resolve, split_endpoint
 from accel.exceptions import ConfigError, StateError
 
 
@@ -82,6 +83,10 @@ def notebook_launcher(
     max_restarts: int = 0,
     monitor_interval: float = 0.1,
     rdzv_backend: str = "c10d",
+    rdzv_endpoint: str = "",
+    rdzv_conf: dict[str, Any] | None = None,
+    rdzv_id: str = "none",
+    log_line_prefix_template: str | None = None,
 ) -> dict[int, Any]:
     """Run ``function(*args)`` on ``num_processes`` processes (per node); return ``{rank: result}``.
 
@@ -98,6 +103,10 @@ def notebook_launcher(
         max_restarts: restarts of the process group after a failure.
         monitor_interval: seconds between health checks.
         rdzv_backend: ``c10d`` or ``static``.
+        rdzv_endpoint: ``host:port`` of the rendezvous (beats ``master_addr`` / ``use_port``).
+        rdzv_conf: extra rendezvous options (torch's ``rdzv_configs``).
+        rdzv_id: rendezvous id shared by the nodes (``"none"``: accel's default).
+        log_line_prefix_template: prefix every output line of the processes, e.g. ``"[${rank}]:"``.
 
     Raises:
         ConfigError: an invalid argument.
@@ -106,12 +115,16 @@ def notebook_launcher(
     """
     if not callable(function):
         raise ConfigError(f"notebook_launcher() needs a function to run, got {function!r}")
+    host, port = (
+        split_endpoint(rdzv_endpoint, "notebook_launcher(rdzv_endpoint=...)") if rdzv_endpoint else (None, None)
+    )
     flags = _explicit(
         {
             "num_processes": num_processes,
             "mixed_precision": mixed_precision,
-            "main_process_port": _port(use_port),
-            "main_process_ip": master_addr,
+            "main_process_port": port if port is not None else _port(use_port),
+            "main_process_ip": host or master_addr,
+            "rdzv_id": None if rdzv_id in ("none", "") else rdzv_id,
             "machine_rank": node_rank,
             "num_machines": num_nodes,
             "max_restarts": max_restarts,
@@ -124,6 +137,7 @@ def notebook_launcher(
 
     from accel import env
     from accel.launch.elastic import FunctionWorker, execute
+    from accel.launch.extras import Streams
     from accel.launch.plan import announcement, plan
 
     gpus = torch.cuda.device_count()
@@ -133,6 +147,10 @@ def notebook_launcher(
             "processes, or 1 to run in this process"
         )
     p = plan(resolved, gpu_count=gpus)
+    if rdzv_conf:
+        p = dataclasses.replace(p, rdzv_configs={**p.rdzv_configs, **rdzv_conf})
+    if log_line_prefix_template is not None:
+        p = dataclasses.replace(p, streams=Streams(tee="3", prefix_template=log_line_prefix_template))
     if p.world_size == 1:
         with env.patched(p.exports):
             return {0: function(*args)}

@@ -15,8 +15,9 @@ from typing import Any
 
 from accel import env
 from accel.config import Resolved
-from accel.config.schema import to_text
+from accel.config.run import RunConfig
 from accel.exceptions import ConfigError, LaunchError
+from accel.launch.extras import Streams
 
 __all__ = ["LaunchPlan", "announcement", "free_port", "is_loopback", "plan", "port_is_free"]
 
@@ -43,6 +44,10 @@ class LaunchPlan:
     exports: dict[str, str | None]
     notes: list[str] = field(default_factory=list)
     verbose: bool = False
+    role: str = "default"
+    start_method: str = "spawn"
+    streams: Streams = field(default_factory=Streams)
+    numa_binding: str | None = None
 
     @property
     def world_size(self) -> int:
@@ -176,17 +181,17 @@ def plan(
         configs["is_host"] = True
     elif r.source("machine_rank") != "default":
         configs["is_host"] = r["machine_rank"] == 0
-    exports: dict[str, str | None] = {
-        env.MIXED_PRECISION: r["mixed_precision"],
-        env.GRADIENT_ACCUMULATION_STEPS: to_text(r["gradient_accumulation_steps"]),
-        env.USE_CPU: to_text(use_cpu),
-        env.STRATEGY: r["strategy"],
-        env.REQUESTED_WORLD_SIZE: str(nproc * machines),
-        env.CONFIG_SOURCE: str(r.config_file) if r.config_file else "none",
-        env.AUTO_RESUME: to_text(r["auto_resume"]),
-    }
-    if r["project_dir"]:
-        exports[env.PROJECT_DIR] = r["project_dir"]
+    run = RunConfig(
+        mixed_precision=r["mixed_precision"],
+        gradient_accumulation_steps=r["gradient_accumulation_steps"],
+        use_cpu=use_cpu,
+        strategy=r["strategy"],
+        auto_resume=r["auto_resume"],
+        project_dir=r["project_dir"] or None,
+        requested_world_size=nproc * machines,
+        config_source=str(r.config_file) if r.config_file else "none",
+    )
+    exports: dict[str, str | None] = {**run.exports()}
     if is_loopback(host) and not env.get(env.GLOO_SOCKET_IFNAME):
         exports[env.GLOO_SOCKET_IFNAME] = "lo"
     if omp_threads is not None:

@@ -36,6 +36,7 @@ class Outcome:
     import_s: float | None = None
     image_bytes: int | None = None
     job_s: float | None = None
+    reproducible: str = ""
     tests_s: float | None = None
     wheels: str = ""
     notes: str = ""

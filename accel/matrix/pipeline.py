@@ -9,6 +9,7 @@ pin, a compiler-free install) and report the first that fails.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -117,15 +118,19 @@ def measure(settings: Settings, cell: Cell, outcome: Outcome) -> None:
     runtime, dev = settings.tag(cell), settings.tag(cell, "dev")
     try:
         start = time.monotonic()
-        with say.stage(cell.id, f"build {dev}, then {runtime} (its parent image; docker-py)"):
-            if settings.reuse_images and engine.image_present(client, dev):
-                outcome.note(f"images reused as present (--reuse-images): {dev}")
+        with say.stage(
+            cell.id, f"build {dev}, then {runtime} (docker-py; the runtime image through docker/bootstrap.py)"
+        ):
+            if settings.reuse_images and engine.image_present(client, dev) and engine.image_present(client, runtime):
+                outcome.note(f"images reused as present (--reuse-images): {dev}, {runtime}")
+                outcome.image_bytes = int(client.images.get(runtime).attrs["Size"])
             else:
-                build(settings, cell, "dev")
+                # dev first: the runtime image is built next through bootstrap's image step (hash-checked,
+                # normalised: the image users run), and the builder stage is pruned only once both exist.
+                build(settings, cell, "dev", prune=False)
+                outcome.image_bytes = build(settings, cell, "runtime")
                 outcome.build_s = round(time.monotonic() - start, 1)
-            # The runtime target is the dev image's parent (dev adds one layer): tag it rather
-            # than build again, which would redo the builder stage when its layers were pruned.
-            outcome.image_bytes = engine.tag_parent(client, dev, runtime)
+            outcome.reproducible = reproducible(settings, cell, runtime)
         with say.stage(cell.id, "import torch, accel"):
             outcome.import_s = stages.import_time(client, runtime)
             outcome.torch_build = stages.torch_build(client, runtime)
@@ -194,6 +199,8 @@ def bootstrap(root: Path, cell: Cell) -> None:
 
 def build(settings: Settings, cell: Cell, target: str | None, prune: bool = True) -> int:
     tag = settings.tag(cell, target)
+    if target == "runtime" and cell.libc != "musl":
+        return build_runtime(settings, cell, tag)
     args = {"PYTHON_VERSION": cell.python, "VARIANT": cell.variant, "TORCH_VERSION": cell.torch}
     args |= {"CELL": cell.id, "VCS_REF": settings.vcs_ref, "WHEELHOUSE": f".cache/wheelhouse/{cell.id}"}
     if cell.libc == "musl":
@@ -213,6 +220,31 @@ def build(settings: Settings, cell: Cell, target: str | None, prune: bool = True
     if prune:
         engine.prune_builder_leftovers(settings.client)
     return size
+
+
+def reproducible(settings: Settings, cell: Cell, tag: str) -> str:
+    """From docker/reproduce.py's record (.cache/reproduce/<cell>.json) when it is of this very image."""
+    record = settings.root / ".cache" / "reproduce" / f"{cell.id}.json"
+    image = str(settings.client.images.get(tag).id)
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return f"not checked (python3 docker/reproduce.py --cell {cell.id})"
+    if data.get("image") != image:
+        return f"not checked for this image (python3 docker/reproduce.py --cell {cell.id})"
+    return "yes (2 no-cache builds, same image ID)" if data.get("reproducible") else "no (see docker/reproduce.py)"
+
+
+def build_runtime(settings: Settings, cell: Cell, tag: str) -> int:
+    """The runtime image as users get it: docker/bootstrap.py's image step (hash-checked, normalised)."""
+    cmd = [sys.executable, "docker/bootstrap.py", "--cell", cell.id, "image"]
+    proc = subprocess.run(cmd, cwd=settings.root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        raise StageError("build", (lines[-1:] or ["no output"])[0].strip()[:300])
+    if tag != cell.image:
+        settings.client.images.get(cell.image).tag(tag)
+    return int(settings.client.images.get(tag).attrs["Size"])
 
 
 def alpine(settings: Settings, cell: Cell, outcome: Outcome) -> None:

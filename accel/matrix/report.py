@@ -29,6 +29,7 @@ COLUMNS = (
     ("import_s", "import (median)"),
     ("image_bytes", "image size"),
     ("job_s", "2-process job"),
+    ("reproducible", "reproducible"),
 )
 
 LEGEND = """\
@@ -41,7 +42,8 @@ failing tests are named in the notes. `cuda`: the bf16/fp16 steps and CUDA check
 only with `--gpus all` on a host with an NVIDIA runtime. Install: a fresh venv filled from the cell's
 wheelhouse with no network. Import: `import torch, accel` in a fresh interpreter, median of 5. Image
 size: as `docker image inspect` reports it (uncompressed). A value is `n/a` when its stage did not run
-(the status says why)."""
+(the status says why). Reproducible: whether two `docker build --no-cache` builds gave this very image ID
+(`python3 docker/reproduce.py --cell ID`; `not checked` until it has run for the image built)."""
 
 
 def git_revision(root: Path) -> str:

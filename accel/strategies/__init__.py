@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from accel.config.schema import KEYS
 from accel.exceptions import ConfigError
 from accel.plugins import DistributedDataParallelKwargs, FullyShardedDataParallelPlugin
 from accel.state import PartialState
 from accel.strategies.base import Strategy
 
-STRATEGIES = ("ddp", "fsdp")
+STRATEGIES = KEYS["strategy"].choices
 
 
 def create(

@@ -1,14 +1,17 @@
-"""The strategy interface: set a model up, skip gradient sync, clip, and export a full state dict."""
+"""The strategy interface: set a model up, skip gradient sync, clip, export a full state dict, checkpoint."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from accel.state import DistributedType, PartialState
+
+if TYPE_CHECKING:
+    from accel.checkpoint.contents import StateFormat
 
 
 class Strategy:
@@ -49,3 +52,9 @@ class Strategy:
     def load_full_state_dict(self, model: torch.nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> Any:
         """Load a whole-model state dict into a prepared model."""
         return self.unwrap(model).load_state_dict(state, strict=strict)
+
+    def checkpoint_format(self) -> StateFormat:
+        """How ``save_state`` / ``load_state`` store models and optimizers: full state dicts."""
+        from accel.checkpoint.formats import FullFormat
+
+        return FullFormat(self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
@@ -14,6 +14,9 @@ from torch.distributed.tensor import DTensor
 from accel.plugins import FullyShardedDataParallelPlugin
 from accel.state import DistributedType, PartialState
 from accel.strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from accel.checkpoint.contents import StateFormat
 
 
 class FSDPStrategy(Strategy):
@@ -63,6 +66,12 @@ class FSDPStrategy(Strategy):
     def load_full_state_dict(self, model: torch.nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> Any:
         options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=strict)
         return set_model_state_dict(model, state, options=options)  # type: ignore[arg-type]
+
+    def checkpoint_format(self) -> StateFormat:
+        """Every rank writes its own shards (``torch.distributed.checkpoint``)."""
+        from accel.checkpoint.formats import ShardedFormat
+
+        return ShardedFormat(self)
 
 
 @contextlib.contextmanager

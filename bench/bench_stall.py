@@ -1,0 +1,172 @@
+"""Checkpoint stall: how long save_state blocks the training loop, blocking vs asynchronous, and load speed.
+
+usage: python bench/bench_stall.py [--params 100e6] [--rounds 3] [--dir DIR] [--smoke] [--json OUT]
+
+A ~100M-parameter model (24 x ``Linear(4096, 4096)``) with AdamW state (about 1.2 GB). Each
+round, interleaved in the same directory:
+
+* disk: the same number of bytes written sequentially in 64 MiB blocks + fsync (what
+  ``dd bs=64M conv=fsync`` measures);
+* blocking ``save_state``: the whole call blocks;
+* ``save_state(async_save=True)``: the time until it returns (the stall: staging into CPU memory)
+  and until ``wait_for_checkpoint()`` returns (written, fsynced, published); write throughput =
+  bytes / (completion - return). Round 1's async save allocates the staging buffers, later rounds
+  reuse them (steady state of a run that saves periodically);
+* loads, every file dropped from the page cache first: ``load_state``; ``torch.load(weights_only=True)``
+  of one ``torch.save`` file of model + optimizer state dicts, then ``load_state_dict``; and
+  ``safetensors.torch.load_file`` of the model and of the optimizer's flattened tensors, then
+  ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+from bench_checkpoint import build, disk_write, drop_cache
+
+from accel.checkpoint.atomic import fsync_dir
+
+
+def flat_optimizer(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    sd = opt.state_dict()
+    return {f"{i}.{k}": v for i, st in sd["state"].items() for k, v in st.items() if isinstance(v, torch.Tensor)}
+
+
+def unflat_optimizer(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    for name, tensor in flat.items():
+        i, k = name.split(".", 1)
+        sd["state"][int(i)][k] = tensor
+    opt.load_state_dict(sd)
+
+
+def timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def one_round(acc: Any, model: Any, opt: Any, root: Path, r: int) -> dict[str, float]:
+    inner, raw_opt = acc.unwrap_model(model), opt.optimizer
+    out: dict[str, float] = {}
+    ck = root / f"ckpt{r}"
+    out["blocking_save"] = timed(lambda: acc.save_state(ck))
+    size = sum(p.stat().st_size for p in ck.rglob("*") if p.is_file())
+    shutil.rmtree(ck)
+    out["disk_write"] = disk_write(root / "raw.bin", size)
+    (root / "raw.bin").unlink()
+    start = time.perf_counter()
+    acc.save_state(ck, async_save=True)
+    returned = time.perf_counter()
+    acc.wait_for_checkpoint()
+    done = time.perf_counter()
+    out |= {"async_blocked": returned - start, "async_total": done - start, "async_write": done - returned}
+    drop_cache(ck)
+    out["load_state"] = timed(lambda: acc.load_state(ck))
+    pt = root / "state.pt"
+    torch.save({"model": inner.state_dict(), "optimizer": raw_opt.state_dict()}, pt)
+    drop_cache(pt)
+
+    def torch_load() -> None:
+        state = torch.load(pt, weights_only=True)
+        inner.load_state_dict(state["model"])
+        raw_opt.load_state_dict(state["optimizer"])
+
+    out["torch_load"] = timed(torch_load)
+    pt.unlink()
+    sm, so = root / "model.safetensors", root / "optimizer.safetensors"
+    safetensors.torch.save_file(inner.state_dict(), str(sm))
+    safetensors.torch.save_file(flat_optimizer(raw_opt), str(so))
+    fsync_dir(root)
+    drop_cache(sm), drop_cache(so)
+
+    def st_load() -> None:
+        inner.load_state_dict(safetensors.torch.load_file(sm))
+        unflat_optimizer(raw_opt, safetensors.torch.load_file(so))
+
+    out["safetensors_load"] = timed(st_load)
+    sm.unlink(), so.unlink()
+    shutil.rmtree(ck)
+    out["bytes"] = size
+    return out
+
+
+def table(data: dict[str, Any]) -> str:
+    rounds = data["rounds"]
+    mb = rounds[0]["bytes"] / 1e6
+
+    def col(key: str) -> list[float]:
+        return [r[key] for r in rounds]
+
+    steady = rounds[1:] or rounds
+    blocked = statistics.median(r["async_blocked"] for r in steady)
+    blocking = statistics.median(col("blocking_save"))
+    disk = statistics.median(mb / r["disk_write"] for r in rounds)
+    write = statistics.median(mb / r["async_write"] for r in rounds)
+    load_s = statistics.median(col("load_state"))
+    steady_blocked = common.spread([r["async_blocked"] for r in steady], "{:.3f}")
+    disk_spread = common.spread([mb / r["disk_write"] for r in rounds])
+    lines = [
+        "| measurement | median [min-max] | note |",
+        "|---|---|---|",
+        f"| blocking `save_state` (s) | {common.spread(col('blocking_save'), '{:.2f}')} | {mb / blocking:.0f} MB/s |",
+        f"| async: `save_state` returns, first save (s) | {rounds[0]['async_blocked']:.3f} | "
+        "allocates the staging buffers |",
+        f"| async: `save_state` returns, later saves (s) | {steady_blocked} | "
+        f"**{blocked / blocking:.1%} of the blocking save** (target <= 10 %) |",
+        f"| async: return -> published (s) | {common.spread(col('async_write'), '{:.2f}')} | "
+        f"{write:.0f} MB/s write throughput |",
+        f"| disk: sequential write + fsync, same bytes (MB/s) | {disk_spread} | "
+        f"async write = **{write / disk:.0%} of the disk** (target >= 80 %) |",
+        f"| `load_state`, cold cache (s) | {common.spread(col('load_state'), '{:.2f}')} | {mb / load_s:.0f} MB/s |",
+        f"| `torch.load(weights_only=True)` + `load_state_dict` (s) | {common.spread(col('torch_load'), '{:.2f}')} | "
+        f"load_state / torch.load = {load_s / statistics.median(col('torch_load')):.2f} |",
+        f"| safetensors `load_file` + `load_state_dict` (s) | {common.spread(col('safetensors_load'), '{:.2f}')} | "
+        f"load_state / safetensors = {load_s / statistics.median(col('safetensors_load')):.2f} |",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=float, default=100e6)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    params, rounds = (4e6, 2) if args.smoke else (args.params, args.rounds)
+    root = Path(tempfile.mkdtemp(prefix="bench-stall-", dir=args.dir or Path.cwd()))
+    load = [common.load()]
+    try:
+        acc, model, opt = build(params)
+        n = sum(p.numel() for p in model.parameters())
+        results = []
+        for r in range(rounds):
+            results.append(one_round(acc, model, opt, root, r))
+            load.append(common.load())
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    data = {"params": n, "rounds": results, "load": load}
+    if args.json:
+        args.json.write_text(json.dumps(data, indent=1))
+    print(f"{n / 1e6:.1f}M parameters + AdamW, {results[0]['bytes'] / 1e6:.0f} MB; {rounds} rounds; "
+          f"load {common.load_range(load)}\n")  # fmt: skip
+    print(table(data))
+
+
+if __name__ == "__main__":
+    main()
