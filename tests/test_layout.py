@@ -154,7 +154,7 @@ def test_every_environment_constant_is_used() -> None:
 
 
 def test_readme_layout_names_every_entry_of_the_package() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
     entries = [
         p.name + ("/" if p.is_dir() else "")
