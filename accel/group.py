@@ -102,6 +102,15 @@ def _exiting_on_error() -> bool:
     return getattr(sys, "last_exc", None) is not None or getattr(sys, "last_value", None) is not None
 
 
+def leave_now() -> None:
+    """Leave every group in order now (barrier, then destroy); what :func:`leave_at_exit` runs at exit.
+
+    ``PartialState.destroy_process_group()`` calls this, so a script that tears the group down
+    itself gets the same ordered way out as one that leaves it to the interpreter's exit.
+    """
+    _leave()
+
+
 def _leave() -> None:
     groups = [g for g in reversed(_leaving) if g is not None] + [None]  # the default group last
     _leaving.clear()

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from accel import env
 from accel.config.run import RunConfig
 from accel.exceptions import ConfigError, StateError
-from accel.group import init_group, leave_at_exit, process_group_timeout
+from accel.group import init_group, leave_at_exit, leave_now, process_group_timeout
 from accel.world import World, discover
 
 __all__ = [
@@ -243,9 +243,9 @@ class PartialState:
         return wrapper
 
     def destroy_process_group(self) -> None:
-        """Tear the process group down (safe to call when there is none)."""
+        """Tear the process groups down in order (a final barrier, then destroy; safe when there is none)."""
         if dist.is_initialized():
-            dist.destroy_process_group()
+            leave_now()
 
     def __repr__(self) -> str:
         return (
