@@ -185,7 +185,9 @@ def test_tox_takes_torch_from_the_model_not_a_pin_of_its_own() -> None:
     parser.read(ROOT / "tox.ini")
     values = [value for section in parser.sections() for value in parser[section].values()]
     assert not [v for v in values if re.search(r"\btorch\s*[=<>~!]", v)]
-    assert "-r {toxworkdir}/torch-requirements.txt" in parser["testenv"]["deps"]
+    assert parser["testenv"]["deps"].split() == ["-r", "{toxworkdir}/host-requirements.txt"]
+    assert parser["testenv"]["extras"] == "dev"
+    assert parser["testenv:py3{10,12,13}"]["deps"].split() == ["-r", "{toxworkdir}/torch-requirements.txt"]
     matrix_env = parser["testenv:matrix"]
     assert matrix_env["skip_install"] == "true" and matrix_env["deps"].split() == ["docker>=7"]
     pyproject = (ROOT / "pyproject.toml").read_text()

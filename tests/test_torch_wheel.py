@@ -92,3 +92,34 @@ def test_the_matrix_package_never_imports_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_host_lock_is_used_in_hash_checking_mode_where_it_applies(cell: Cell, tmp_path: Path) -> None:
+    """py311/type/long install every distribution of the host lock, each with its --hash line."""
+    lock = ROOT / torch_wheel.HOST_LOCK
+    choice = torch_wheel.locked(cell, lock, cell.python, "not reachable", (cell.torch, cell.torch_public))
+    assert "hash-checking mode" in choice.message
+    pins = [line for line in choice.lines if "==" in line]
+    assert any(line.startswith(f"torch=={cell.torch} ") for line in pins)
+    assert pins and all(line.rstrip().endswith("\\") for line in pins), "every pin is followed by its hash"
+    assert sum("--hash=sha256:" in line for line in choice.lines) >= len(pins)
+    reachable = torch_wheel.locked(cell, lock, cell.python, None, ())
+    assert reachable.lines[0] == f"--extra-index-url {cell.torch_index}"
+
+
+@pytest.mark.parametrize(
+    ("python", "versions", "missing", "reason"),
+    [
+        ("3.99", ("*",), False, "the lock is for Python"),
+        (None, (), False, "is on no index this host reaches"),
+        (None, ("*",), True, "is missing"),
+    ],
+)
+def test_the_host_lock_falls_back_with_the_reason(
+    cell: Cell, tmp_path: Path, python: str | None, versions: tuple[str, ...], missing: bool, reason: str
+) -> None:
+    lock = tmp_path / "absent.txt" if missing else ROOT / torch_wheel.HOST_LOCK
+    found = tuple(cell.torch if v == "*" else v for v in versions)
+    choice = torch_wheel.locked(cell, lock, python or cell.python, "not reachable", found)
+    assert choice.message.startswith("unlocked (") and reason in choice.message
+    assert choice.lines == torch_wheel.requirements(cell, "not reachable").lines

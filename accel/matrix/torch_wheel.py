@@ -63,6 +63,32 @@ def requirements(cell: Cell, unreachable: str | None) -> TorchChoice:
     return TorchChoice((f"torch=={cell.torch_public}",), message)
 
 
+HOST_LOCK = Path("docker/locks/host/requirements-dev.txt")
+
+
+def locked(cell: Cell, lock: Path, python: str, unreachable: str | None, versions: tuple[str, ...]) -> TorchChoice:
+    """The host envs' requirements from the host lock, in pip's hash-checking mode, where it applies.
+
+    It applies where tox's interpreter is the cell's Python (the lock is resolved for it) and the
+    locked torch build can be fetched: from the CPU index (``unreachable`` is None) or from the
+    configured indexes (``versions``: what ``pip index versions torch`` lists there). Elsewhere the
+    unlocked :func:`requirements` are used, and the message says why.
+    """
+    why = ""
+    if not lock.is_file():
+        why = f"{lock} is missing"
+    elif python != cell.python:
+        why = f"the lock is for Python {cell.python}, tox runs on {python}"
+    elif unreachable is not None and cell.torch not in versions:
+        why = f"torch=={cell.torch} is on no index this host reaches"
+    if why:
+        choice = requirements(cell, unreachable)
+        return TorchChoice(choice.lines, f"unlocked ({why}); {choice.message}")
+    index = (f"--extra-index-url {cell.torch_index}",) if cell.torch_index and unreachable is None else ()
+    body = tuple(line for line in lock.read_text().splitlines() if line.strip())
+    return TorchChoice((*index, *body), f"every distribution from {lock} in hash-checking mode (torch {cell.torch})")
+
+
 def write(path: Path, choice: TorchChoice) -> bool:
     """Write the requirement file; True when its content changed."""
     text = "".join(line + "\n" for line in choice.lines)
