@@ -209,3 +209,19 @@ def test_suite_shards_cover_every_test_file_once() -> None:
     files = sorted(f"tests/{p.name}" for p in (ROOT / "tests").glob("test_*.py"))
     assert len(parts) == 4 and sorted(f for part in parts for f in part) == files
     assert stages.shards(ROOT, 1) == [sorted(files, key=lambda f: (-(ROOT / f).stat().st_size, f))]
+
+
+def test_a_built_cell_that_runs_out_of_time_is_not_tested_not_unbuilt(
+    tmp_path: Path, matrix: Matrix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    def built_then_out_of_time(settings: object, cell: object, outcome: Outcome) -> None:
+        outcome.build_s = 12.0
+        raise engine.StageError("time limit", "the suite did not finish in the 30 s left")
+
+    monkeypatch.setattr(pipeline, "debian", built_then_out_of_time)
+    settings = SimpleNamespace(cache=ResultCache(tmp_path))
+    row = pipeline.run_cell(settings, matrix.default)  # type: ignore[arg-type]
+    assert row.status == "not tested (time limit: the suite did not finish in the 30 s left)"
+    assert row.build_s == 12.0

@@ -63,6 +63,8 @@ def run_cell(settings: Settings, cell: Cell) -> Outcome:
             debian(settings, cell, outcome)
     except StageError as exc:
         kind = "not built" if exc.environmental or exc.stage in ("bootstrap", "engine") else "fail"
+        if exc.stage == "time limit" and outcome.build_s is not None:
+            kind = "not tested"  # the image was built; a later stage ran out of the run's time
         outcome.status = f"{kind} ({exc.stage}: {exc.reason})"
     except Exception as exc:  # a bug or an engine hiccup in one cell must not stop the others
         outcome.status = f"fail (runner: {type(exc).__name__}: {str(exc)[:200]})"

@@ -36,7 +36,8 @@ LEGEND = """\
 Status words: `pass` (built, installed, imported, ran the 2-process example and the test suite with no
 failure); `fail (stage: reason)` (accel's problem); `unsupported (upstream: …)` (a dependency publishes
 nothing for the cell; the evidence names the index asked and the tags); `not built (reason)` (this host
-could not make the cell, with the reason and how to make it elsewhere). `tests`: accel's own suite
+could not make the cell, with the reason and how to make it elsewhere); `not tested (time limit: …)` (built,
+but the run's `--time-limit` ended before every stage ran; what did run is measured). `tests`: accel's own suite
 (unit and real multi-process gloo tests, `pytest -m "not docker"`) run inside the cell's image; the
 failing tests are named in the notes. `cuda`: the bf16/fp16 steps and CUDA checkpoint round trip, run
 only with `--gpus all` on a host with an NVIDIA runtime. Install: a fresh venv filled from the cell's
