@@ -59,6 +59,7 @@ XDG_CONFIG_HOME = "XDG_CONFIG_HOME"
 # accel's own settings
 CONFIG_FILE = "ACCEL_CONFIG_FILE"
 CONFIG_SOURCE = "ACCEL_CONFIG_SOURCE"
+CONFIG_NOSYSTEM = "ACCEL_CONFIG_NOSYSTEM"
 MIXED_PRECISION = "ACCEL_MIXED_PRECISION"
 GRADIENT_ACCUMULATION_STEPS = "ACCEL_GRADIENT_ACCUMULATION_STEPS"
 USE_CPU = "ACCEL_USE_CPU"
@@ -74,6 +75,7 @@ ENVIRONMENT_DIR = "ACCEL_ENVIRONMENT_DIR"
 
 ACCEL_VARIABLES: dict[str, str] = {
     CONFIG_FILE: "path of the config file to use (beats the user and system files)",
+    CONFIG_NOSYSTEM: "1 ignores the system file /etc/accel/config.yaml (as an image bakes it)",
     CONFIG_SOURCE: "set by `accel launch`: the config file the launch resolved (informational)",
     MIXED_PRECISION: "no | bf16 | fp16",
     GRADIENT_ACCUMULATION_STEPS: "micro-batches per optimizer step (integer >= 1)",

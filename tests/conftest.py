@@ -15,8 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # accel's images bake a default config (ACCEL_CONFIG_FILE=/etc/accel/config.yaml, 2 CPU processes).
 # The suite tests accel itself, also when the matrix runs it inside a cell's image, so it starts
-# from no config file, as on a host; tests that want one write their own.
+# from no config file, as on a host; tests that want one write their own (or pass ``system=``).
 os.environ.pop("ACCEL_CONFIG_FILE", None)
+os.environ["ACCEL_CONFIG_NOSYSTEM"] = "1"
+
 # Variables torch or its launcher may legitimately leave behind in the test process.
 _ALLOWED_LEAKS = {
     "GLOO_SOCKET_IFNAME",

@@ -180,6 +180,7 @@ def test_lookup_order(tmp_path):
     environ = {"XDG_CONFIG_HOME": str(xdg)}
     assert find_config_file(None, environ, tmp_path / "nope.yaml") == (None, "none")
     assert find_config_file(None, environ, system) == (system, "system file")
+    assert find_config_file(None, {**environ, "ACCEL_CONFIG_NOSYSTEM": "1"}, system) == (None, "none")
     user = user_config_path(environ)
     assert user == xdg / "accel" / "config.yaml"
     user.parent.mkdir(parents=True)

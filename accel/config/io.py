@@ -5,7 +5,7 @@ Lookup order (the first that applies wins):
 1. ``--config_file PATH`` (must exist),
 2. ``ACCEL_CONFIG_FILE`` (must exist),
 3. the user file ``$XDG_CONFIG_HOME/accel/config.yaml`` (``~/.config/accel/config.yaml``),
-4. the system file ``/etc/accel/config.yaml``,
+4. the system file ``/etc/accel/config.yaml`` (unless ``ACCEL_CONFIG_NOSYSTEM=1``),
 5. none: built-in defaults.
 
 Files are flat YAML mappings with a ``version:`` key (missing means 1). Unknown keys, wrong types
@@ -65,7 +65,10 @@ def find_config_file(
                     "create it with `accel config default --config_file PATH` or fix the path"
                 )
             return chosen, how
-    for path, how in ((user_config_path(environ), "user file"), (system, "system file")):
+    candidates = [(user_config_path(environ), "user file")]
+    if not env.get_bool(env.CONFIG_NOSYSTEM, environ):
+        candidates.append((system, "system file"))
+    for path, how in candidates:
         if path.is_file():
             return path, how
     return None, "none"
