@@ -65,7 +65,7 @@ def prepare_data_loader(
     dispatch_batches: bool | None = None,
     even_batches: bool = True,
     slice_fn_for_dispatch: Callable[..., Any] | None = None,
-    use_seedable_sampler: bool = False,
+    use_seedable_sampler: bool = True,
     data_seed: int | None = None,
     non_blocking: bool = False,
     use_stateful_dataloader: bool = False,
@@ -81,7 +81,8 @@ def prepare_data_loader(
             to do, the order is always seeded).
         dispatch_batches: the main process reads, batches are broadcast (needs a process group).
         even_batches: pad the last round so every rank gets as many batches.
-        use_seedable_sampler: accepted; the order is always seeded (``data_seed``, else drawn on rank 0).
+        use_seedable_sampler: the order is always seeded (``data_seed``, else drawn on rank 0); ``False`` is
+            refused, as in :class:`~accel.plugins.DataLoaderConfiguration`.
         data_seed: seed of the shuffled order.
         non_blocking: non-blocking host-to-device copies.
 
@@ -92,6 +93,10 @@ def prepare_data_loader(
         "slice_fn_for_dispatch": (slice_fn_for_dispatch is not None, "dispatched batches are sliced on dim 0"),
         "use_stateful_dataloader": (use_stateful_dataloader, "prepared DataLoaders have state_dict() built in"),
         "torch_device_mesh": (torch_device_mesh is not None, "accel shards over the whole world"),
+        "use_seedable_sampler": (
+            use_seedable_sampler is not True,
+            "the shuffled order always comes from a seed and the epoch (set data_seed to choose it); drop the argument",
+        ),
     }
     for name, (given, why) in refused.items():
         if given:

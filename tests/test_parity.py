@@ -211,7 +211,8 @@ def test_prepare_data_loader_at_module_level_shards_like_prepare() -> None:
         prepare_data_loader(source, num_processes=2, process_index=0)
     with pytest.raises(ValueError, match="process_index=2"):
         prepare_data_loader(source, num_processes=2, process_index=2, data_seed=1)
-    for kwargs in ({"slice_fn_for_dispatch": len}, {"use_stateful_dataloader": True}, {"torch_device_mesh": 1}):
+    refused = ({"slice_fn_for_dispatch": len}, {"use_stateful_dataloader": True}, {"torch_device_mesh": 1})
+    for kwargs in (*refused, {"use_seedable_sampler": False}):
         with pytest.raises(ValueError, match="not supported"):
             prepare_data_loader(source, data_seed=1, **kwargs)
     with pytest.raises(ValueError, match=r"prepare_data_loader\(rng_types=\['numpy'\]\): unknown type"):
