@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import torch
 
-from accel import ops
 from accel import precision as precision_mod
 from accel import strategies as strategies_mod
 from accel.accelerator_state import AcceleratorState
@@ -280,21 +279,6 @@ class Accelerator(ProcessMembers, PersistenceMembers, CoordinationMembers):
     def get_state_dict(self, model: torch.nn.Module, unwrap: bool = True) -> dict[str, torch.Tensor]:
         """The whole model's state dict on CPU (gathered from shards under FSDP; empty on other ranks there)."""
         return self.strategy.full_state_dict(model)
-
-    # ------------------------------------------------------------------ collectives
-    def gather_for_metrics(self, input_data: Any, use_gather_object: bool = False) -> Any:
-        """Gather, dropping the samples duplicated to even out the last batch."""
-        gathered = (
-            ops.gather_object(input_data)
-            if use_gather_object or not ops.has_tensor(input_data)
-            else ops.gather(input_data)
-        )
-        padding = self.gradient_state.padding
-        if not padding:
-            return gathered
-        if isinstance(gathered, list):
-            return gathered[: len(gathered) - padding]
-        return ops.apply(lambda t: t[: t.shape[0] - padding], gathered)
 
     def skip_first_batches(self, dataloader: Any, num_batches: int = 0) -> Any:
         """The rest of the epoch after ``num_batches`` batches."""

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import torch
 
 from accel import ops
+from accel.gradient_state import GradientState
 from accel.state import PartialState
 
 T = TypeVar("T")
@@ -22,6 +23,7 @@ class ProcessMembers:
     """Coordinates, barriers and rank-filtered helpers, delegated to ``self.state``."""
 
     state: PartialState
+    gradient_state: GradientState
 
     @property
     def device(self) -> torch.device:
@@ -113,3 +115,17 @@ class ProcessMembers:
     def pad_across_processes(self, tensor: Any, dim: int = 0, pad_index: int = 0, pad_first: bool = False) -> Any:
         """Pad to the largest size on any rank."""
         return ops.pad_across_processes(tensor, dim, pad_index, pad_first)
+
+    def gather_for_metrics(self, input_data: Any, use_gather_object: bool = False) -> Any:
+        """Gather, dropping the samples duplicated to even out the last batch."""
+        gathered = (
+            ops.gather_object(input_data)
+            if use_gather_object or not ops.has_tensor(input_data)
+            else ops.gather(input_data)
+        )
+        padding = self.gradient_state.padding
+        if not padding:
+            return gathered
+        if isinstance(gathered, list):
+            return gathered[: len(gathered) - padding]
+        return ops.apply(lambda t: t[: t.shape[0] - padding], gathered)
