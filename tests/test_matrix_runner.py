@@ -225,3 +225,41 @@ def test_a_built_cell_that_runs_out_of_time_is_not_tested_not_unbuilt(
     row = pipeline.run_cell(settings, matrix.default)  # type: ignore[arg-type]
     assert row.status == "not tested (time limit: the suite did not finish in the 30 s left)"
     assert row.build_s == 12.0
+
+
+def test_a_cached_cell_picks_up_a_reproduce_record_written_after_it(
+    tmp_path: Path, matrix: Matrix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from accel.matrix.outcome import Progress
+
+    cell = matrix.default
+    monkeypatch.setattr(pipeline.probe, "probe", lambda *args: SimpleNamespace(available=True, evidence="found"))
+    monkeypatch.setattr(pipeline, "bootstrap", lambda root, cell: None)
+    monkeypatch.setattr(pipeline.context, "digest", lambda root, cell: "0123456789abcdef")
+    monkeypatch.setattr(pipeline.engine, "image_present", lambda client, tag: True)
+    cache = ResultCache(tmp_path / "matrix")
+    earlier = Outcome.start(cell)
+    earlier.status, earlier.digest, earlier.measured = "pass", "0123456789abcdef", "2026-12-01T00:00:00Z"
+    earlier.reproducible = f"not checked (python3 docker/reproduce.py --cell {cell.id})"
+    cache.put(earlier)
+    record = tmp_path / ".cache" / "reproduce" / f"{cell.id}.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"cell": cell.id, "reproducible": True, "image": "sha256:abc"}))
+    client = SimpleNamespace(images=SimpleNamespace(get=lambda tag: SimpleNamespace(id="sha256:abc")))
+    settings = SimpleNamespace(
+        root=tmp_path,
+        client=client,
+        cache=cache,
+        use_cache=True,
+        indexes="",
+        progress=Progress(io.StringIO()),
+        tag=lambda cell, target=None: f"accel:{cell.id}",
+    )
+    row = pipeline.run_cell(settings, cell)  # type: ignore[arg-type]
+    assert (row.status, row.measured) == ("pass", "2026-12-01T00:00:00Z"), "the cached result stands"
+    assert row.reproducible == "yes (2 no-cache builds, same image ID)"
+    client.images.get = lambda tag: SimpleNamespace(id="sha256:rebuilt")
+    assert pipeline.run_cell(settings, cell).reproducible.startswith("not checked for this image")  # type: ignore[arg-type]
