@@ -263,3 +263,51 @@ def test_a_cached_cell_picks_up_a_reproduce_record_written_after_it(
     assert row.reproducible == "yes (2 no-cache builds, same image ID)"
     client.images.get = lambda tag: SimpleNamespace(id="sha256:rebuilt")
     assert pipeline.run_cell(settings, cell).reproducible.startswith("not checked for this image")  # type: ignore[arg-type]
+
+
+def test_host_envs_become_the_reports_host_table_and_keep_their_last_row(tmp_path: Path, matrix: Matrix) -> None:
+    from accel.matrix import hosts
+
+    results = tmp_path / ".tox" / "host-results"
+    results.mkdir(parents=True)
+    for env in ("py312", "py313", "type"):
+        (results / f"{env}.json").write_text(json.dumps({"python": "3.12.1", "torch": "torch 2.13.0: CUDA build"}))
+    (results / "py312.xml").write_text(JUNIT)  # py313 died before pytest wrote its report
+    fresh = hosts.collect(results)
+    assert [r.env for r in fresh] == ["py312", "py313"], "only the test envs"
+    assert fresh[0].status == "fail (tests: 2 of 3 failed)" and fresh[0].tests == "1 passed, 2 failed, 1 skipped"
+    assert "tests.test_b::test_bad[2]" in fresh[0].failing
+    assert fresh[1].status == "fail (pytest wrote no report)"
+    earlier = {
+        "env": "py310",
+        "python": "3.10.13",
+        "torch": "t",
+        "status": "pass",
+        "tests": "9 passed",
+        "measured": "x",
+    }
+    rows = hosts.merge([earlier, {**earlier, "env": "py312"}], fresh)
+    assert [(r.env, r.status[:4]) for r in rows] == [("py310", "pass"), ("py312", "fail"), ("py313", "fail")]
+    row = Outcome.start(matrix.default)
+    row.status = "pass"
+    meta = {"revision": "abc", "generated": "now", "host": "h", "docker": "d"}
+    md, js = report.write(tmp_path, "COMPATIBILITY", [row], meta, hosts=rows)
+    text = md.read_text()
+    assert "## Host interpreters (tox)" in text and "| py310 | 3.10.13 | t | pass | 9 passed | x |" in text
+    assert [h["env"] for h in json.loads(js.read_text())["hosts"]] == ["py310", "py312", "py313"]
+
+
+def test_torch_wheel_record_writes_the_env_and_drops_a_stale_junit_report(tmp_path: Path) -> None:
+    record = tmp_path / "host-results" / "py311.json"
+    record.parent.mkdir()
+    record.with_suffix(".xml").write_text(JUNIT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "accel.matrix.torch_wheel", "--record", str(record)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(record.read_text())
+    assert data["python"] == ".".join(map(str, sys.version_info[:3])) and data["torch"].startswith("torch ")
+    assert not record.with_suffix(".xml").exists()
