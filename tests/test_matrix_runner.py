@@ -95,7 +95,7 @@ def test_disk_full_is_named_and_not_blamed_on_accel() -> None:
 def test_junit_counts_and_failing_names() -> None:
     result = stages.parse_junit(JUNIT, 12.5)
     assert (result.passed, result.failed, result.skipped) == (1, 2, 1)
-    assert result.failing == ("tests.test_b::test_bad[2]", "tests.test_b::test_err")
+    assert result.failing == ("tests.test_b::test_bad[2] (boom)", "tests.test_b::test_err (fixture)")
     assert result.summary == "1 passed, 2 failed, 1 skipped"
 
 
