@@ -78,7 +78,13 @@ RUN set -eux; \
             "$site/torch/lib/libtorchbind_test.so" "$site/torch/lib/libjitbackend_test.so" \
             "$site/torch/lib/libbackend_with_compiler.so" "$site/torch/lib/libaoti_custom_ops.so"; \
         find "$site/torch/bin" -mindepth 1 ! -name torch_shm_manager -exec rm -rf '{}' +; \
-        find "$site/numpy" -depth -type d -name tests -exec rm -rf '{}' +; \
+        # numpy's test suites go, but numpy.testing (which users' tests import) must keep working:
+        # numpy < 2.3 imports numpy/_core/tests/_natype.py from it, so that one file stays.
+        find "$site/numpy" -depth -type d -name tests ! -path "$site/numpy/_core/tests" -exec rm -rf '{}' +; \
+        if [ -d "$site/numpy/_core/tests" ]; then \
+            find "$site/numpy/_core/tests" -mindepth 1 ! -name _natype.py -exec rm -rf '{}' +; \
+        fi; \
+        /opt/accel/venv/bin/python -B -c 'import numpy.testing'; \
         # Only torch's own libraries: numpy.libs and other auditwheel-patched ones break when stripped.
         strip --strip-unneeded "$site"/torch/lib/libtorch*.so "$site"/torch/lib/libc10*.so; \
     fi; \

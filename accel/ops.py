@@ -64,6 +64,11 @@ def _check(operation: str, data: Any, dim: int = 0) -> None:
             debug.check_shapes(operation, data, dim)
 
 
+def _all_gather_single(out: torch.Tensor, tensor: torch.Tensor) -> None:
+    """Every rank's ``tensor`` into ``out``, rank after rank (``all_gather_into_tensor`` before torch 2.13)."""
+    (getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor)(out, tensor)
+
+
 def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
@@ -81,9 +86,12 @@ def _gather_one(tensor: torch.Tensor) -> torch.Tensor:
     lengths = [int(s.item()) for s in sizes]
     longest = max(lengths)
     padded = _pad(tensor, longest, dim=0, value=0, first=False) if tensor.shape[0] < longest else tensor
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
-    return torch.cat([part[:n] for part, n in zip(parts, lengths, strict=True)], dim=0)
+    # one collective straight into the result: no list of parts, no concatenation when lengths agree
+    out = torch.empty((world * longest, *padded.shape[1:]), dtype=padded.dtype, device=padded.device)
+    _all_gather_single(out, padded)
+    if all(n == longest for n in lengths):
+        return out
+    return torch.cat([out[r * longest : r * longest + n] for r, n in enumerate(lengths)], dim=0)
 
 
 def gather(data: Any) -> Any:

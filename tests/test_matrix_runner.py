@@ -95,7 +95,7 @@ def test_disk_full_is_named_and_not_blamed_on_accel() -> None:
 def test_junit_counts_and_failing_names() -> None:
     result = stages.parse_junit(JUNIT, 12.5)
     assert (result.passed, result.failed, result.skipped) == (1, 2, 1)
-    assert result.failing == ("tests.test_b::test_bad[2]", "tests.test_b::test_err")
+    assert result.failing == ("tests.test_b::test_bad[2] (boom)", "tests.test_b::test_err (fixture)")
     assert result.summary == "1 passed, 2 failed, 1 skipped"
 
 
@@ -225,3 +225,89 @@ def test_a_built_cell_that_runs_out_of_time_is_not_tested_not_unbuilt(
     row = pipeline.run_cell(settings, matrix.default)  # type: ignore[arg-type]
     assert row.status == "not tested (time limit: the suite did not finish in the 30 s left)"
     assert row.build_s == 12.0
+
+
+def test_a_cached_cell_picks_up_a_reproduce_record_written_after_it(
+    tmp_path: Path, matrix: Matrix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from accel.matrix.outcome import Progress
+
+    cell = matrix.default
+    monkeypatch.setattr(pipeline.probe, "probe", lambda *args: SimpleNamespace(available=True, evidence="found"))
+    monkeypatch.setattr(pipeline, "bootstrap", lambda root, cell: None)
+    monkeypatch.setattr(pipeline.context, "digest", lambda root, cell: "0123456789abcdef")
+    monkeypatch.setattr(pipeline.engine, "image_present", lambda client, tag: True)
+    cache = ResultCache(tmp_path / "matrix")
+    earlier = Outcome.start(cell)
+    earlier.status, earlier.digest, earlier.measured = "pass", "0123456789abcdef", "2026-12-01T00:00:00Z"
+    earlier.reproducible = f"not checked (python3 docker/reproduce.py --cell {cell.id})"
+    cache.put(earlier)
+    record = tmp_path / ".cache" / "reproduce" / f"{cell.id}.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"cell": cell.id, "reproducible": True, "image": "sha256:abc"}))
+    client = SimpleNamespace(images=SimpleNamespace(get=lambda tag: SimpleNamespace(id="sha256:abc")))
+    settings = SimpleNamespace(
+        root=tmp_path,
+        client=client,
+        cache=cache,
+        use_cache=True,
+        indexes="",
+        progress=Progress(io.StringIO()),
+        tag=lambda cell, target=None: f"accel:{cell.id}",
+    )
+    row = pipeline.run_cell(settings, cell)  # type: ignore[arg-type]
+    assert (row.status, row.measured) == ("pass", "2026-12-01T00:00:00Z"), "the cached result stands"
+    assert row.reproducible == "yes (2 no-cache builds, same image ID)"
+    client.images.get = lambda tag: SimpleNamespace(id="sha256:rebuilt")
+    assert pipeline.run_cell(settings, cell).reproducible.startswith("not checked for this image")  # type: ignore[arg-type]
+
+
+def test_host_envs_become_the_reports_host_table_and_keep_their_last_row(tmp_path: Path, matrix: Matrix) -> None:
+    from accel.matrix import hosts
+
+    results = tmp_path / ".tox" / "host-results"
+    results.mkdir(parents=True)
+    for env in ("py312", "py313", "type"):
+        (results / f"{env}.json").write_text(json.dumps({"python": "3.12.1", "torch": "torch 2.13.0: CUDA build"}))
+    (results / "py312.xml").write_text(JUNIT)  # py313 died before pytest wrote its report
+    fresh = hosts.collect(results)
+    assert [r.env for r in fresh] == ["py312", "py313"], "only the test envs"
+    assert fresh[0].status == "fail (tests: 2 of 3 failed)" and fresh[0].tests == "1 passed, 2 failed, 1 skipped"
+    assert "tests.test_b::test_bad[2]" in fresh[0].failing
+    assert fresh[1].status == "fail (pytest wrote no report)"
+    earlier = {
+        "env": "py310",
+        "python": "3.10.13",
+        "torch": "t",
+        "status": "pass",
+        "tests": "9 passed",
+        "measured": "x",
+    }
+    rows = hosts.merge([earlier, {**earlier, "env": "py312"}], fresh)
+    assert [(r.env, r.status[:4]) for r in rows] == [("py310", "pass"), ("py312", "fail"), ("py313", "fail")]
+    row = Outcome.start(matrix.default)
+    row.status = "pass"
+    meta = {"revision": "abc", "generated": "now", "host": "h", "docker": "d"}
+    md, js = report.write(tmp_path, "COMPATIBILITY", [row], meta, hosts=rows)
+    text = md.read_text()
+    assert "## Host interpreters (tox)" in text and "| py310 | 3.10.13 | t | pass | 9 passed | x |" in text
+    assert [h["env"] for h in json.loads(js.read_text())["hosts"]] == ["py310", "py312", "py313"]
+
+
+def test_torch_wheel_record_writes_the_env_and_drops_a_stale_junit_report(tmp_path: Path) -> None:
+    record = tmp_path / "host-results" / "py311.json"
+    record.parent.mkdir()
+    record.with_suffix(".xml").write_text(JUNIT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "accel.matrix.torch_wheel", "--record", str(record)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(record.read_text())
+    assert data["python"] == ".".join(map(str, sys.version_info[:3])) and data["torch"].startswith("torch ")
+    assert not record.with_suffix(".xml").exists()

@@ -98,6 +98,8 @@ def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
     if cached is not None:
         say.line(cell.id, f"inputs unchanged (digest {outcome.digest}): {cached.status}, measured {cached.measured}")
         outcome.__dict__.update(cached.__dict__)
+        if engine.image_present(settings.client, settings.tag(cell)):  # docker/reproduce.py may have run since
+            outcome.reproducible = reproducible(settings, cell, settings.tag(cell))
         return
     if not settings.builds.acquire(blocking=False):
         say.line(cell.id, "waiting for a build slot (--builds)")

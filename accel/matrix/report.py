@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from accel.matrix import hosts as hosts_mod
 from accel.matrix.model import Unsupported
 from accel.matrix.outcome import Outcome, write_atomic
 
@@ -94,12 +95,14 @@ def write(
     title: str = "Compatibility",
     intro: str = "",
     columns: Sequence[tuple[str, str]] = COLUMNS,
+    hosts: Sequence[hosts_mod.HostRun] = (),
 ) -> list[Path]:
     """``<name>.json`` and ``<name>.md`` in ``directory``; each replaces the old file in one rename."""
     payload = {
         "meta": meta,
         "cells": [asdict(row) for row in rows],
         "unsupported": [asdict(u) for u in unsupported],
+        "hosts": hosts_mod.as_json(hosts),
     }
     json_path = directory / f"{name}.json"
     write_atomic(json_path, json.dumps(payload, indent=2) + "\n")
@@ -116,6 +119,8 @@ def write(
     if unsupported:
         lines += ["", "## Environments not supported", "", "| environment | status |", "|---|---|"]
         lines += [f"| {u.environment} | {u.reason} |" for u in unsupported]
+    if hosts:
+        lines += ["", *hosts_mod.section(hosts)]
     lines += ["", "## Evidence and notes", ""]
     for row in rows:
         parts = [

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from accel.matrix import engine, probe, report
+from accel.matrix import engine, hosts, probe, report
 from accel.matrix.engine import StageError
 from accel.matrix.model import Cell, Matrix, MatrixError, find_root, load
 from accel.matrix.outcome import Outcome, Progress, ResultCache
@@ -119,9 +119,21 @@ def check(args: argparse.Namespace, matrix: Matrix, settings: Settings, cells: l
         gpu = "NVIDIA runtime present: CUDA cells run with --gpus all" if settings.gpu else "no NVIDIA runtime"
         meta = report.metadata(settings.root, engine_name(settings.client), {"gpu": gpu, "indexes": settings.indexes})
         intro = "Written by `accel-matrix check` (`tox -e matrix`) from docker/matrix.json; do not edit by hand."
-        written = report.write(out, "COMPATIBILITY", rows, meta, matrix.unsupported, intro=intro)
+        host_rows = hosts.merge(
+            previous_section(out / "COMPATIBILITY.json", "hosts"), hosts.collect(settings.root / hosts.RESULTS)
+        )
+        written = report.write(out, "COMPATIBILITY", rows, meta, matrix.unsupported, intro=intro, hosts=host_rows)
         settings.progress.line("report", "wrote " + ", ".join(str(p) for p in written))
     return list(done.values())
+
+
+def previous_section(path: Path, key: str) -> list[dict[str, Any]]:
+    """One list of an earlier report (``cells``, ``hosts``); empty when there is none."""
+    try:
+        value = json.loads(path.read_text()).get(key, [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def previous_rows(path: Path) -> dict[str, Outcome]:

@@ -165,7 +165,7 @@ def run_suite(
 
 
 def parse_junit(text: str, seconds: float) -> SuiteResult:
-    """Counts and failing test ids from pytest's JUnit XML."""
+    """Counts and failing test ids, each with the first line of its failure message, from pytest's JUnit XML."""
     tree = ET.fromstring(text)
     suites = [tree] if tree.tag == "testsuite" else list(tree.iter("testsuite"))
     passed = failed = skipped = 0
@@ -176,7 +176,9 @@ def parse_junit(text: str, seconds: float) -> SuiteResult:
             name = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
             if kinds & {"failure", "error"}:
                 failed += 1
-                failing.append(name)
+                problem = next(child for child in case if child.tag in ("failure", "error"))
+                reason = (problem.get("message") or "").strip().splitlines()
+                failing.append(f"{name} ({reason[0][:160]})" if reason else name)
             elif "skipped" in kinds:
                 skipped += 1
             else:

@@ -7,6 +7,7 @@ it says so in one line and asks the configured indexes for ``torch==<version>`` 
 wheel wins there, because pip ranks a local version label above the bare version).
 
     python -m accel.matrix.torch_wheel     # in an env: which build of torch is installed
+    python -m accel.matrix.torch_wheel --record .tox/host-results/py312.json   # and record it (tox does)
 
 Standard library only: it runs in tox's own interpreter.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import platform
 import sys
 import urllib.error
 import urllib.request
@@ -123,5 +125,23 @@ def _origin(dist: importlib.metadata.Distribution) -> str:
     return f", from {url}" if url else ""
 
 
-if __name__ == "__main__":
+def record(path: Path) -> None:
+    """Write this env's Python and torch build to ``path`` (for the report's host table) and drop the
+    JUnit report of its last run beside it, so that a run that dies before pytest ends leaves none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".xml").unlink(missing_ok=True)
+    path.write_text(json.dumps({"python": platform.python_version(), "torch": installed()}) + "\n")
+
+
+def main(argv: list[str]) -> int:
     sys.stdout.write(installed() + "\n")
+    if argv[:1] == ["--record"] and len(argv) == 2:
+        record(Path(argv[1]))
+    elif argv:
+        sys.stderr.write("usage: python -m accel.matrix.torch_wheel [--record FILE]\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
