@@ -201,6 +201,20 @@ def _ranks(out: Path) -> dict[int, dict]:
 
 @pytest.mark.e2e
 @pytest.mark.multiprocess
+def test_a_rank_writes_each_line_in_one_piece(tmp_path):
+    """Ranks start with -u; print() there wrote the text and the newline apart, and torch's prefixing
+    tailer could catch a line in between and split it. The worker makes both streams line-buffered."""
+    script = tmp_path / "streams_state.py"
+    script.write_text(
+        "import sys\nfor s in (sys.stdout, sys.stderr):\n    print(s.line_buffering, s.write_through, file=s)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-u", "-m", "accel.launch.worker", str(script)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout, proc.stderr) == ("True False\n", "True False\n")
+
+
 def test_two_cpu_ranks_with_config_file_and_untouched_script_args(tmp_path):
     config = tmp_path / "xdg" / "accel" / "config.yaml"
     config.parent.mkdir(parents=True)

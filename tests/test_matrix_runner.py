@@ -72,14 +72,14 @@ def test_statuses_say_why(matrix: Matrix) -> None:
     unreachable = probe.WheelProbe(
         "torch", cell.torch, False, ("2.14.1",), "PyPI (... is not reachable from here: x)", "t"
     )
-    status = pipeline.torch_missing_status(cell, unreachable)
+    status = probe.missing_status(cell, unreachable)
     assert status.startswith("not built (torch 2.13.0+cpu: no cp312 wheel")
     assert "python3 docker/bootstrap.py --cell py3.12-cpu" in status
     reached = probe.WheelProbe(
         "torch", cell.torch, False, (), "PyPI + https://download.pytorch.org/whl/cpu", "cp312 on x"
     )
     assert (
-        pipeline.torch_missing_status(cell, reached)
+        probe.missing_status(cell, reached)
         == "unsupported (upstream: torch 2.13.0+cpu publishes no wheel for cp312 on x)"
     )
     assert "asked PyPI + https://download.pytorch.org/whl/cpu for cp312 on x" in reached.evidence
@@ -311,3 +311,31 @@ def test_torch_wheel_record_writes_the_env_and_drops_a_stale_junit_report(tmp_pa
     data = json.loads(record.read_text())
     assert data["python"] == ".".join(map(str, sys.version_info[:3])) and data["torch"].startswith("torch ")
     assert not record.with_suffix(".xml").exists()
+
+
+def test_a_measured_cell_leaves_no_image_behind_but_the_default_keeps_its_own(
+    tmp_path: Path, matrix: Matrix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from accel.matrix.outcome import Progress
+
+    removed: list[str] = []
+    monkeypatch.setattr(pipeline, "build", lambda *args, **kwargs: 1)
+    monkeypatch.setattr(pipeline.engine, "remove_image", lambda client, tag: removed.append(tag) or True)
+    suite = stages.SuiteResult(3, 0, 0, (), 1.0)
+    for name, value in {"import_time": 1.0, "torch_build": "t", "two_process_job": 1.0, "run_suite": suite}.items():
+        monkeypatch.setattr(pipeline.stages, name, lambda *args, value=value, **kwargs: value)
+    client = SimpleNamespace(images=SimpleNamespace(get=lambda tag: SimpleNamespace(id="sha256:x")))
+    settings = SimpleNamespace(
+        root=tmp_path, client=client, progress=Progress(io.StringIO()), install_time=False, reuse_images=False,
+        keep_images=False, repo="accel", gpu=False,
+    )  # fmt: skip
+    settings.tag = lambda cell, target=None: pipeline.Settings.tag(settings, cell, target)  # type: ignore[arg-type]
+    cuda = next(c for c in matrix.cells if c.id == "py3.12-cuda")
+    pipeline.measure(settings, cuda, Outcome.start(cuda))  # type: ignore[arg-type]
+    assert removed == ["accel:py3.12-cuda-dev", "accel:py3.12-cuda", "accel-cache:py3.12-cuda-builder"]
+    removed.clear()
+    pipeline.measure(settings, matrix.default, Outcome.start(matrix.default))  # type: ignore[arg-type]
+    assert removed == [f"accel:{matrix.default.id}-dev"], "compose and CI use the default cell's image and cache"

@@ -43,8 +43,24 @@ def run(argv: list[str]) -> None:
         runpy.run_path(argv[0], run_name="__main__")
 
 
+def line_buffered() -> None:
+    """Write each line of stdout and stderr in one piece, as soon as it ends.
+
+    Ranks start with ``-u`` (nothing held back), where ``print(text)`` writes ``text`` and then the
+    newline as two writes; torch's launcher tails each rank's output to prefix it
+    (``[default0]:``, ``--log-line-prefix-template``, ``--tee``) and, catching a line between the
+    two, printed it split and interleaved with another rank's. Line buffering keeps the promptness
+    and makes every line one write.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # absent when a caller swapped the stream
+        if reconfigure is not None:
+            reconfigure(line_buffering=True, write_through=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run, and on an exception print and record the trimmed traceback, exit 1."""
+    line_buffered()
     try:
         run(sys.argv[1:] if argv is None else argv)
     except (SystemExit, KeyboardInterrupt):

@@ -73,23 +73,13 @@ def run_cell(settings: Settings, cell: Cell) -> Outcome:
     return outcome
 
 
-def torch_missing_status(cell: Cell, evidence: probe.WheelProbe) -> str:
-    if cell.variant == "cpu" and cell.torch_index and "not reachable" in evidence.indexes:
-        return (
-            f"not built (torch {cell.torch}: no {cell.abi} wheel on the indexes this host reaches and the CPU index "
-            f"{cell.torch_index} is not reachable from here; on a host that reaches it: "
-            f"python3 docker/bootstrap.py --cell {cell.id} && accel-matrix check --cells {cell.id})"
-        )
-    return f"unsupported (upstream: torch {cell.torch} publishes no wheel for {evidence.tags})"
-
-
 def debian(settings: Settings, cell: Cell, outcome: Outcome) -> None:
     say = settings.progress
     with say.stage(cell.id, "wheels"):
         torch = probe.probe(cell, "torch", cell.torch, settings.indexes)
     outcome.wheels = torch.evidence
     if not torch.available:
-        outcome.status = torch_missing_status(cell, torch)
+        outcome.status = probe.missing_status(cell, torch)
         return
     with say.stage(cell.id, "bootstrap (base image, wheelhouse)"):
         bootstrap(settings.root, cell)
@@ -165,7 +155,10 @@ def measure(settings: Settings, cell: Cell, outcome: Outcome) -> None:
             outcome.status = f"fail (cuda: {outcome.cuda})"
     finally:
         if not settings.keep_images:
-            for tag in (dev, runtime) if not (cell.default and settings.repo == "accel") else (dev,):
+            # the default cell keeps its runtime image and builder stage (compose and CI use them); any
+            # other cell leaves nothing: its builder stage (bootstrap's tag) alone is ~8.7 GB for CUDA
+            kept = cell.default and settings.repo == "accel"
+            for tag in (dev,) if kept else (dev, runtime, f"accel-cache:{cell.id}-builder"):
                 engine.remove_image(client, tag)
 
 
@@ -183,7 +176,7 @@ def ensure_image(settings: Settings, cell: Cell, outcome: Outcome) -> str:
         torch = probe.probe(cell, "torch", cell.torch, settings.indexes)
     outcome.wheels = torch.evidence
     if not torch.available:
-        raise StageError("base", torch_missing_status(cell, torch))
+        raise StageError("base", probe.missing_status(cell, torch))
     with settings.progress.stage(cell.id, "bootstrap (base image, wheelhouse)"):
         bootstrap(settings.root, cell)
     with settings.progress.stage(cell.id, f"build {tag} (docker-py)"):

@@ -114,3 +114,14 @@ def _marker_holds(marker: str, target: tuple[int, ...]) -> bool:
             wanted = tuple(int(p) for p in right.strip().strip("'\"").split("."))
             return bool(ops[symbol](target, wanted))
     raise ValueError(f"unsupported marker {marker!r} (only python_version comparisons)")
+
+
+def missing_status(cell: Cell, evidence: WheelProbe) -> str:
+    """The status of a Debian cell whose torch wheel was not found: not built here, or unsupported upstream."""
+    if cell.variant == "cpu" and cell.torch_index and "not reachable" in evidence.indexes:
+        return (
+            f"not built (torch {cell.torch}: no {cell.abi} wheel on the indexes this host reaches and the CPU index "
+            f"{cell.torch_index} is not reachable from here; on a host that reaches it: "
+            f"python3 docker/bootstrap.py --cell {cell.id} && accel-matrix check --cells {cell.id})"
+        )
+    return f"unsupported (upstream: torch {cell.torch} publishes no wheel for {evidence.tags})"
