@@ -139,9 +139,8 @@ def previous_section(path: Path, key: str) -> list[dict[str, Any]]:
 def previous_rows(path: Path) -> dict[str, Outcome]:
     """The rows of an earlier report: cells not run this time keep their last measured row."""
     try:
-        data = json.loads(path.read_text())
-        return {row["cell"]: Outcome.from_dict(row) for row in data.get("cells", [])}
-    except (OSError, ValueError, TypeError, KeyError):
+        return {row["cell"]: Outcome.from_dict(row) for row in previous_section(path, "cells")}
+    except (TypeError, KeyError):
         return {}
 
 
