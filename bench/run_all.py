@@ -43,7 +43,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "ckpt_curve": (["curves_ckpt.py", "--json", "{json}"], ["curves_ckpt.py", "--smoke", "--json", "{json}"]),
     "stall": (["bench_stall.py", "--json", "{json}"], ["bench_stall.py", "--smoke", "--json", "{json}"]),
-    "containers": (["bench_containers.py", "--json", "{json}"], ["bench_containers.py", "--smoke"]),
+    "containers": (["bench_containers.py", "--rounds", "9", "--json", "{json}"], ["bench_containers.py", "--smoke"]),
 }
 TEMPLATE = HERE / "BENCHMARKS.in.md"
 NOTES = HERE / "notes"

@@ -34,6 +34,7 @@ COPY pyproject.toml README.m[d] /src/
 COPY accel/ /src/accel/
 RUN set -eux; \
     /opt/accel/venv/bin/pip install --no-deps /src; \
+    apk add --no-cache setpriv; \
     addgroup -g 1000 accel; \
     adduser -D -u 1000 -G accel accel; \
     install -d -o accel -g accel /output /workspace

@@ -14,11 +14,38 @@
 #
 # Any uid works (compose: ACCEL_UID, docker run --user): a user without a home of its own (Docker
 # then sets HOME=/) gets a private one under /tmp, for the caches of pip, torch and the like.
+#
+# Started as root with ACCEL_UID set (what compose does), it first hands the output folder to
+# ACCEL_UID:ACCEL_GID when the folder is someone else's (Docker makes a missing bind-mount source
+# as root), then drops to that user with setpriv (no capabilities, no supplementary groups) and
+# carries on as it: the job never runs as root.
 set -eu
 
 warn() { printf 'accel-entrypoint: warning: %s\n' "$*" >&2; }
 
 min_shm_mb=${ACCEL_MIN_SHM_MB:-512}
+
+drop_root() {
+	uid=$ACCEL_UID
+	gid=${ACCEL_GID:-$ACCEL_UID}
+	out=${ACCEL_OUTPUT_DIR:-/output}
+	if [ -d "$out" ] && [ "$(stat -c %u:%g "$out")" != "$uid:$gid" ]; then
+		chown "$uid:$gid" "$out" 2>/dev/null || warn "could not hand $out to $uid:$gid (a read-only or root-squashed mount?)"
+	fi
+	home=$(getent passwd "$uid" | cut -d: -f6) || home=
+	HOME=${home:-/}
+	export HOME
+	if ! command -v setpriv >/dev/null 2>&1; then
+		printf 'accel-entrypoint: error: ACCEL_UID=%s asks to drop root, but this image has no setpriv (util-linux);' "$uid" >&2
+		printf ' run with --user %s:%s instead, or install setpriv in the image.\n' "$uid" "$gid" >&2
+		exit 2
+	fi
+	exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$0" "$@"
+}
+
+if [ "$(id -u)" = 0 ] && [ -n "${ACCEL_UID:-}" ] && [ "$ACCEL_UID" != 0 ]; then
+	drop_root "$@"
+fi
 
 check_runtime() {
 	shm_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $2 }') || shm_kb=
@@ -32,9 +59,9 @@ check_runtime() {
 	fi
 	out=${ACCEL_OUTPUT_DIR:-/output}
 	if [ -d "$out" ] && [ ! -w "$out" ]; then
-		warn "$out (owner uid $(stat -c %u "$out")) is not writable by uid $(id -u); with compose, give the same" \
-			"ACCEL_UID (and ACCEL_GID) to every command so that output-init chowns it for that user;" \
-			"with docker run, pass --user with the uid that owns the host folder."
+		warn "$out (owner uid $(stat -c %u "$out")) is not writable by uid $(id -u); with docker run, pass" \
+			"--user with the uid that owns the host folder, or run as root with -e ACCEL_UID=<uid> so that" \
+			"the entrypoint hands the folder to that uid and runs the job as it (what compose does)."
 	fi
 }
 

@@ -173,9 +173,14 @@ def test_tests_service_runs_pytest_on_the_checkout(docker: Docker) -> None:
 
 
 def test_compose_runs_as_accel_uid(docker: Docker, output: Path) -> None:
-    """ACCEL_UID=1234: output-init chowns /output for that uid, the job runs as it, with a home it can write."""
+    """ACCEL_UID=1234: the entrypoint (started as root) hands /output to that uid and drops to it
+    with no capabilities and no other groups; the job runs as it, with a home it can write."""
     env = env_for(output, ACCEL_UID="1234")
-    probe = "import os, pathlib; h = pathlib.Path.home(); (h / 'p').touch(); print('ids', os.getuid(), os.getgid(), h)"
+    probe = (
+        "import os, pathlib; h = pathlib.Path.home(); (h / 'p').touch(); "
+        "cap = [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0]; "
+        "print('ids', os.getuid(), os.getgid(), os.getgroups(), cap, h)"
+    )
     try:
         train = docker.compose_run(
             "train", "train.py", "--output_dir", "/output", "--steps", "20", env=env, options=["--rm"]
@@ -188,7 +193,7 @@ def test_compose_runs_as_accel_uid(docker: Docker, output: Path) -> None:
         )
     train.check()
     who.check()
-    assert re.search(r"^ids 1234 1234 /", who.output, re.MULTILINE), who.output
+    assert re.search(r"^ids 1234 1234 \[\] 0+ /", who.output, re.MULTILINE), who.output
     assert (output / "model" / "model.safetensors").is_file(), train.output
 
 

@@ -170,13 +170,13 @@ def test_compose_defaults_are_the_default_cell(matrix: Matrix) -> None:
     cell = matrix.default
     args = {k: compose_default(v) for k, v in compose["x-build"]["args"].items()}
     assert (args["PYTHON_VERSION"], args["VARIANT"], args["TORCH_VERSION"]) == (cell.python, cell.variant, cell.torch)
-    for name in ("output-init", "train", "node0"):
+    for name in ("train", "node0"):
         assert compose_default(compose["services"][name]["image"]) == cell.image, name
     gpu = compose["services"]["train-gpu"]
     cuda = matrix.find(compose_default(gpu["image"]).removeprefix("accel:"))
     assert (cuda.variant, cuda.python) == ("cuda", cell.python)
     # compose builds none of these: they run the images docker/bootstrap.py makes from the cell.
-    assert all("build" not in compose["services"][name] for name in ("output-init", "train", "node0", "train-gpu"))
+    assert all("build" not in compose["services"][name] for name in ("train", "node0", "train-gpu"))
 
 
 def test_tox_takes_torch_from_the_model_not_a_pin_of_its_own() -> None:
