@@ -3,8 +3,7 @@
 Each configuration runs in fresh processes that alternate blocks of the plain loop and the
 framework's loop (so both share the process, the allocator and the CPU state); accel and the
 Accelerate peer are interleaved round by round. Accelerate lives in its own virtual environment
-(``--peer-python``, default ``.cache/peer-venv/bin/python``; make it with
-``python -m venv .cache/peer-venv && .cache/peer-venv/bin/pip install torch==2.13.0 accelerate``),
+(``--peer-python``, default the venv of :mod:`peer`; make it with ``python bench/peer.py --create``),
 never in accel's dependencies.
 
     python bench/bench_core.py [--rounds 3] [--quick]
@@ -22,6 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer  # noqa: E402
+
 WORKER = Path(__file__).resolve().parent / "core_worker.py"
 CONFIGS = [
     ("tiny", 1, "no"),
@@ -57,11 +59,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--blocks", type=int, default=15)
-    parser.add_argument("--peer-python", default=str(ROOT / ".cache/peer-venv/bin/python"))
+    parser.add_argument("--peer-python", default=peer.python() or "")
     parser.add_argument("--quick", action="store_true", help="one round, tiny model only")
     args = parser.parse_args()
-    peer = args.peer_python if Path(args.peer_python).exists() else None
-    impls = [("accel", sys.executable)] + ([("accelerate", peer)] if peer else [])
+    peer_python = args.peer_python if args.peer_python and Path(args.peer_python).exists() else None
+    impls = [("accel", sys.executable)] + ([("accelerate", peer_python)] if peer_python else [])
     configs = CONFIGS[:1] if args.quick else CONFIGS
     rounds = 1 if args.quick else args.rounds
     results: dict[tuple[str, str, int, str], list[dict[str, float]]] = {}
@@ -87,8 +89,8 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| import torch | {torch_s:.3f} | 1.000 |")
     print(f"| from accel import Accelerator | {accel_s:.3f} | {accel_s / torch_s:.3f} |")
-    if peer:
-        peer_torch, peer_s = import_times(peer, ["import torch", "import accelerate"], repeat)
+    if peer_python:
+        peer_torch, peer_s = import_times(peer_python, ["import torch", "import accelerate"], repeat)
         print(f"| import accelerate (peer venv) | {peer_s:.3f} | {peer_s / peer_torch:.3f} |")
 
 

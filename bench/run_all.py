@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
+import peer  # noqa: E402
 import plots  # noqa: E402
 
 # name: (script and its arguments, arguments in smoke mode); a "{json}" argument is the results file
@@ -45,6 +46,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "stall": (["bench_stall.py", "--json", "{json}"], ["bench_stall.py", "--smoke", "--json", "{json}"]),
     "containers": (["bench_containers.py", "--rounds", "9", "--json", "{json}"], ["bench_containers.py", "--smoke"]),
 }
+#: The benchmarks that run the Accelerate peer beside accel (its venv is made first when missing).
+WITH_PEER = frozenset({"core", "ddp"})
 TEMPLATE = HERE / "BENCHMARKS.in.md"
 NOTES = HERE / "notes"
 
@@ -102,6 +105,8 @@ def main() -> None:
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         raise SystemExit(f"run_all: unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
+    if not args.smoke and WITH_PEER.intersection(names):
+        print(f"[run_all] the Accelerate peer: {peer.create()}", flush=True)  # a table without it would mislead
     for name in names:
         run_one(name, args.smoke, results)
     for path in plots.draw(results, plot_dir):
