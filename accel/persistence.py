@@ -116,6 +116,8 @@ class PersistenceMembers:
 
         ``async_save=True``: return once the state is staged in CPU memory; the files are written and
         the checkpoint published in the background (:meth:`wait_for_checkpoint` waits for it).
+        ``async_save="overlap"``: the weights and optimizer state are also copied in the background,
+        during the next forward and backward; the next ``optimizer.step()`` waits for that copy.
         """
         return str(self.checkpoints.save_state(output_dir, **kwargs))
 

@@ -98,7 +98,8 @@ class ProjectConfiguration:
         iteration: number of the next automatic checkpoint.
         save_on_each_node: the first process of every node writes what the main process writes
             (``save``, ``save_model``, ``save_state``), for node-local disks; not with FSDP.
-        async_save: ``save_state()`` writes in the background by default (see ``save_state(async_save=...)``).
+        async_save: the default of ``save_state(async_save=...)``: False, True (write in the
+            background) or ``"overlap"`` (also copy the weights while the next step runs).
     """
 
     project_dir: str | Path | None = None
@@ -107,9 +108,11 @@ class ProjectConfiguration:
     total_limit: int | None = None
     iteration: int = 0
     save_on_each_node: bool = False
-    async_save: bool = False
+    async_save: bool | str = False
 
     def __post_init__(self) -> None:
+        if self.async_save not in (False, True, "overlap"):
+            raise ConfigError(f"ProjectConfiguration(async_save={self.async_save!r}): use False, True or 'overlap'")
         if self.total_limit is not None:
             _check_int("ProjectConfiguration", "total_limit", self.total_limit, 1)
         _check_int("ProjectConfiguration", "iteration", self.iteration, 0)

@@ -220,7 +220,7 @@ def _plain_epoch(acc: Accelerator, model: torch.nn.Module, opt: torch.optim.Opti
         opt.zero_grad()
 
 
-def async_on_ranks(directory: str) -> list[float]:
+def async_on_ranks(directory: str, mode: bool | str = True) -> list[float]:
     """An asynchronous save on every rank, training on while it is written, then a load: weight differences."""
     acc = Accelerator(cpu=True)
     torch.manual_seed(0)
@@ -231,7 +231,7 @@ def async_on_ranks(directory: str) -> list[float]:
     )
     _plain_epoch(acc, model, opt, loader)
     saved = [float(v) for v in acc.unwrap_model(model).weight.detach().flatten()]
-    acc.save_state(directory, async_save=True)
+    acc.save_state(directory, async_save=mode)
     _plain_epoch(acc, model, opt, loader)
     acc.wait_for_checkpoint()  # every rank: the main process's write is published when it returns
     acc.load_state(directory)

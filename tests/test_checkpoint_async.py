@@ -23,14 +23,15 @@ def _params(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
-def test_async_save_holds_the_state_at_the_call_and_resumes_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [True, "overlap"])
+def test_async_save_holds_the_state_at_the_call_and_resumes_exactly(tmp_path: Path, mode: bool | str) -> None:
     acc, model, opt, loader, sched, counter = w.build()
     for batch in loader:
         w.train_step(acc, model, opt, sched, counter, batch)
     saved = _params(model)
     saved_state = {k: v.clone() for k, v in acc.unwrap_model(model).state_dict().items()}
     optimizer_state = {k: v.clone() for k, v in opt.state_dict()["state"][0].items()}
-    target = Path(acc.save_state(tmp_path / "ckpt", async_save=True))
+    target = Path(acc.save_state(tmp_path / "ckpt", async_save=mode))
     for batch in loader:  # training goes on while the files are written: the checkpoint must not see it
         w.train_step(acc, model, opt, sched, counter, batch)
     acc.wait_for_checkpoint()
@@ -63,7 +64,9 @@ def test_one_save_in_flight_and_load_waits(tmp_path: Path) -> None:
 def test_project_configuration_makes_saves_async(tmp_path: Path) -> None:
     acc, *_ = w.build(str(tmp_path), automatic_checkpoint_naming=True, async_save=True)
     acc.save_state()
-    assert acc.checkpoints.writer.in_flight or (tmp_path / "checkpoints" / "checkpoint_0" / atomic.MANIFEST).exists()
+    assert (
+        acc.checkpoints.saves.writer.in_flight or (tmp_path / "checkpoints" / "checkpoint_0" / atomic.MANIFEST).exists()
+    )
     acc.wait_for_checkpoint()
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "checkpoint_0"
     acc.save_state(async_save=False)  # an explicit argument wins
@@ -137,8 +140,9 @@ def test_kill_during_async_save_leaves_the_previous_checkpoint_loadable(tmp_path
 
 
 @pytest.mark.multiprocess
-def test_async_save_on_two_ranks(tmp_path: Path) -> None:
-    results = dist_run(w.async_on_ranks, str(tmp_path / "ckpt"))
+@pytest.mark.parametrize("mode", [True, "overlap"])
+def test_async_save_on_two_ranks(tmp_path: Path, mode: bool | str) -> None:
+    results = dist_run(w.async_on_ranks, str(tmp_path / "ckpt"), mode)
     assert all(d == 0.0 for diffs in results.values() for d in diffs), results
     assert {"random_states_0.safetensors", "random_states_1.safetensors"} <= {
         p.name for p in (tmp_path / "ckpt").iterdir()

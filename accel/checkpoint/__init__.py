@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from accel import env
-from accel.checkpoint import arrival, atomic, background, parts, saving
+from accel.checkpoint import arrival, atomic, background, overlap, parts, saving
 from accel.checkpoint import manifest as manifest_mod
 from accel.checkpoint import model as model_mod
 from accel.checkpoint.contents import Contents
@@ -88,9 +88,7 @@ class Checkpointer:
         self.auto_resume = auto_resume
         self._auto_done = False
         self._save_model_calls = 0
-        self.stager = background.Stager()
-        self.writer = background.Writer()
-        self._pending = False  # an asynchronous save was started and not yet waited for
+        self.saves = background.AsyncSaves(state)
 
     # ------------------------------------------------------------------ where
     @property
@@ -187,7 +185,7 @@ class Checkpointer:
         self,
         output_dir: str | Path | None = None,
         safe_serialization: bool = True,
-        async_save: bool | None = None,
+        async_save: bool | str | None = None,
         **_: Any,
     ) -> Path:
         """Write a checkpoint of everything prepared and registered; returns its directory.
@@ -195,34 +193,32 @@ class Checkpointer:
         With ``async_save`` (default: ``ProjectConfiguration.async_save``) the call returns once the
         state is copied to CPU memory and every rank's own file is written; the main process writes
         the rest and publishes the checkpoint in the background (:mod:`accel.checkpoint.background`).
+        ``"overlap"`` also leaves the copy of the weights and optimizer state to the background,
+        and the next optimizer step waits for it (:mod:`accel.checkpoint.overlap`).
         """
         if safe_serialization is not True:
             raise CheckpointError(
                 "save_state(safe_serialization=False) is not supported: checkpoints are always safetensors + JSON "
                 "(they load without pickle); drop the argument"
             )
-        if self._pending:
-            self.wait_for_checkpoint()  # one save in flight at a time
+        self.saves.wait()  # one save in flight at a time
         final = self._target(output_dir)
         fmt = self.strategy.checkpoint_format()
         asynchronous = self.project.async_save if async_save is None else async_save
+        overlap.check_mode(asynchronous, "save_state(async_save=...)")
         if asynchronous and fmt.sharded:
             raise CheckpointError(
                 f"save_state(async_save=True) is not supported with strategy {self.strategy.name} (sharded "
                 "checkpoints); call save_state() without async_save"
             )
-        snapshot = saving.stage(self.state, fmt, self.contents(), self._manifest, self._writes())
+        contents = self.contents()
+        snapshot = saving.stage(self.state, fmt, contents, self._manifest, self._writes())
         if not asynchronous:
             saving.write(self.state, snapshot, final)
             saving.publish(self.state, snapshot, final, self.project)
             return final
-        staged = self.stager.stage(background.main_jobs(snapshot)) if snapshot.manifest is not None else []
-        saving.write_rank(self.state, snapshot, final)
-        if snapshot.manifest is not None:
-            manifest, prune_to = snapshot.manifest, saving.prune_limit(self.project)
-            self.writer.submit(final, lambda: background.finish(staged, manifest, final, prune_to))
+        self.saves.start(snapshot, contents, asynchronous == "overlap", final, saving.prune_limit(self.project))
         self.project.iteration += 1
-        self._pending = True
         return final
 
     def wait_for_checkpoint(self) -> None:
@@ -230,19 +226,7 @@ class Checkpointer:
 
         A failure of the background write raises :class:`CheckpointError` on every rank.
         """
-        pending, self._pending = self._pending, False
-        error: CheckpointError | None = None
-        try:
-            self.writer.wait()
-        except CheckpointError as exc:
-            error = exc
-        if pending and self.state.num_processes > 1:
-            failed = torch.tensor([int(error is not None)], device=self.state.device)
-            torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
-            if error is None and failed.item():
-                error = CheckpointError("the asynchronous save failed on the main process; it was not published")
-        if error is not None:
-            raise error
+        self.saves.wait()
 
     def _manifest(self, contents: Contents, sharded: bool, dataloaders: list[dict[str, int]]) -> Manifest:
         return Manifest(
@@ -260,8 +244,7 @@ class Checkpointer:
     # ------------------------------------------------------------------ load
     def load_state(self, input_dir: str | Path | None = None, strict: bool = True, **_: Any) -> Path:
         """Restore a checkpoint written by :meth:`save_state`; returns its directory."""
-        if self._pending:
-            self.wait_for_checkpoint()
+        self.saves.wait()
         contents = self.contents()
         directory = self._source(input_dir)
         manifest = manifest_mod.read(directory)

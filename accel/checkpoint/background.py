@@ -7,6 +7,8 @@ the checkpoint with the same renames as a blocking save. So a crash or kill duri
 leaves the staging directory behind, never a partial checkpoint, and ``latest`` still names the
 previous one.
 
+* ``async_save="overlap"`` leaves the copy of the weights and optimizer state to the thread too,
+  and holds the next optimizer step until it is done (:mod:`accel.checkpoint.overlap`).
 * One save is in flight at a time: the next ``save_state`` (or ``load_state``) first waits for it.
 * The buffers stay allocated between saves (one CPU copy of the saved state, as
   ``torch.distributed.checkpoint.async_save`` keeps), so later saves copy into memory the kernel
@@ -28,11 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from accel.checkpoint import atomic, codec, parts, saving, tensorfile
+from accel.checkpoint import atomic, codec, overlap, parts, saving, tensorfile
 from accel.exceptions import CheckpointError
 
 if TYPE_CHECKING:
+    from accel.checkpoint.contents import Contents
     from accel.checkpoint.manifest import Manifest
+    from accel.state import PartialState
 
 
 @dataclass
@@ -61,15 +65,38 @@ def main_jobs(snapshot: saving.Snapshot) -> list[FileJob]:
     return jobs
 
 
-def finish(jobs: list[FileJob], manifest: Manifest, final: Path, prune_to: int | None) -> None:
-    """Background thread: write the staged files into the staging directory, then publish it."""
+def finish(staged: Staged, manifest: Manifest, final: Path, prune_to: int | None) -> None:
+    """Background thread: complete the deferred copies, write the files into the staging directory, publish."""
+    try:
+        staged.fill()
+    finally:
+        if staged.ready is not None:
+            staged.ready.set()  # the optimizers may step again (also when the copy failed)
     tmp = atomic.staging(final)
-    for job in jobs:
+    for job in staged.jobs:
         tensorfile.write(tmp / job.name, job.tensors, job.metadata)
     for path in tmp.iterdir():  # the ranks' own files, written without fsync before save_state returned
         if path.name.startswith("random_states_"):
             atomic.fsync_file(path)
     saving.complete(manifest, final, prune_to)
+
+
+@dataclass
+class Staged:
+    """Files staged for the background thread; ``deferred``: (buffer, source) copies still to make."""
+
+    jobs: list[FileJob]
+    deferred: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    ready: threading.Event | None = None  # set once the deferred copies are made
+
+    def fill(self) -> None:
+        """Make the deferred copies (in the background thread)."""
+        cuda = any(src.device.type == "cuda" for _, src in self.deferred)
+        for buf, src in self.deferred:
+            buf.copy_(src, non_blocking=src.device.type == "cuda")
+        if cuda:
+            torch.cuda.synchronize()
+        self.deferred = []
 
 
 class Stager:
@@ -86,16 +113,25 @@ class Stager:
             self._buffers[key] = buf
         return buf
 
-    def stage(self, jobs: list[FileJob]) -> list[FileJob]:
-        """The same jobs over CPU copies of their tensors (the originals may change right after)."""
+    def stage(self, jobs: list[FileJob], defer: frozenset[int] = frozenset()) -> Staged:
+        """The same jobs over CPU copies of their tensors (the originals may change right after).
+
+        Tensors whose storage is in ``defer`` get their buffer now and their copy later
+        (:meth:`Staged.fill`, in the background thread; :mod:`accel.checkpoint.overlap`).
+        """
         staged, used, device = [], set(), False
+        deferred: list[tuple[torch.Tensor, torch.Tensor]] = []
         for job in jobs:
             copies = {}
             for name, tensor in job.tensors.items():
                 key = (job.name, name)
                 buf = self._buffer(key, tensor)
-                device = device or tensor.device.type != "cpu"
-                buf.copy_(tensor.detach(), non_blocking=tensor.device.type == "cuda")
+                source = tensor.detach()
+                if defer and source.untyped_storage().data_ptr() in defer:
+                    deferred.append((buf, source))
+                else:
+                    device = device or tensor.device.type != "cpu"
+                    buf.copy_(source, non_blocking=tensor.device.type == "cuda")
                 copies[name] = buf
                 used.add(key)
             staged.append(FileJob(job.name, copies, dict(job.metadata)))
@@ -103,7 +139,7 @@ class Stager:
             torch.cuda.synchronize()
         for key in set(self._buffers) - used:
             del self._buffers[key]
-        return staged
+        return Staged(staged, deferred)
 
     @property
     def nbytes(self) -> int:
@@ -148,3 +184,48 @@ class Writer:
                 f"the asynchronous save of {self._target} failed, so it was not published "
                 f"({type(error).__name__}: {error}); the previous checkpoint is intact"
             ) from error
+
+
+class AsyncSaves:
+    """A checkpointer's asynchronous saves: staging buffers, the writer thread, the step guard."""
+
+    def __init__(self, state: PartialState) -> None:
+        self.state = state
+        self.stager = Stager()
+        self.writer = Writer()
+        self.guard = overlap.StepGuard()
+        self._pending = False  # a save was started and not yet waited for
+
+    def start(
+        self, snapshot: saving.Snapshot, contents: Contents, overlapped: bool, final: Path, prune_to: int | None
+    ) -> None:
+        """Stage the main process's files, write this rank's own, leave the rest to the thread."""
+        manifest = snapshot.manifest
+        if manifest is not None:
+            if overlapped:
+                self.guard.attach(contents)
+            staged = self.stager.stage(main_jobs(snapshot), overlap.storages(contents) if overlapped else frozenset())
+            if staged.deferred:
+                staged.ready = self.guard.hold()
+        saving.write_rank(self.state, snapshot, final)
+        if manifest is not None:
+            self.writer.submit(final, lambda: finish(staged, manifest, final, prune_to))
+        self._pending = True
+
+    def wait(self) -> None:
+        """Wait for the save in flight (a collective when one was started); raise its failure on every rank."""
+        pending, self._pending = self._pending, False
+        if not pending:
+            return
+        error: CheckpointError | None = None
+        try:
+            self.writer.wait()
+        except CheckpointError as exc:
+            error = exc
+        if self.state.num_processes > 1:
+            failed = torch.tensor([int(error is not None)], device=self.state.device)
+            torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
+            if error is None and failed.item():
+                error = CheckpointError("the asynchronous save failed on the main process; it was not published")
+        if error is not None:
+            raise error
