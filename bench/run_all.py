@@ -43,7 +43,10 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
         ["bench_checkpoint.py", "--repeat", "1", "--params", "4e6"],
     ),
     "ckpt_curve": (["curves_ckpt.py", "--json", "{json}"], ["curves_ckpt.py", "--smoke", "--json", "{json}"]),
-    "stall": (["bench_stall.py", "--json", "{json}"], ["bench_stall.py", "--smoke", "--json", "{json}"]),
+    "stall": (
+        ["bench_stall.py", "--rounds", "5", "--json", "{json}"],
+        ["bench_stall.py", "--smoke", "--json", "{json}"],
+    ),
     "containers": (["bench_containers.py", "--rounds", "9", "--json", "{json}"], ["bench_containers.py", "--smoke"]),
 }
 #: The benchmarks that run the Accelerate peer beside accel (its venv is made first when missing).
