@@ -86,6 +86,11 @@ class GradientAccumulationPlugin:
             )
 
 
+#: What ``async_save`` takes (``ProjectConfiguration`` and ``save_state``): a blocking save, a
+#: background write of a state copied in the call, or that with the weights copied in the background too.
+ASYNC_SAVE_MODES: tuple[bool | str, ...] = (False, True, "overlap")
+
+
 @dataclass
 class ProjectConfiguration:
     """Where checkpoints and logs go.
@@ -111,7 +116,7 @@ class ProjectConfiguration:
     async_save: bool | str = False
 
     def __post_init__(self) -> None:
-        if self.async_save not in (False, True, "overlap"):
+        if self.async_save not in ASYNC_SAVE_MODES:
             raise ConfigError(f"ProjectConfiguration(async_save={self.async_save!r}): use False, True or 'overlap'")
         if self.total_limit is not None:
             _check_int("ProjectConfiguration", "total_limit", self.total_limit, 1)

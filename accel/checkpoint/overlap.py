@@ -27,19 +27,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from accel.exceptions import CheckpointError
+from accel.plugins import ASYNC_SAVE_MODES
 
 if TYPE_CHECKING:
     from torch.utils.hooks import RemovableHandle
 
     from accel.checkpoint.contents import Contents
 
-#: The values ``save_state(async_save=...)`` and ``ProjectConfiguration(async_save=...)`` accept.
-MODES: tuple[object, ...] = (False, True, "overlap")
-
 
 def check_mode(value: object, where: str) -> None:
-    """Raise :class:`CheckpointError` unless ``value`` is one of :data:`MODES`."""
-    if not isinstance(value, (bool, str)) or value not in MODES:
+    """Raise :class:`CheckpointError` unless ``value`` is one of ``ASYNC_SAVE_MODES``."""
+    if not isinstance(value, (bool, str)) or value not in ASYNC_SAVE_MODES:
         raise CheckpointError(
             f"{where}: {value!r} is not a mode; use False (a blocking save), True (copy the state into "
             "memory, write it in the background) or 'overlap' (also copy the weights in the background, "
